@@ -1,0 +1,257 @@
+//! Account flows as plain functions over the app state: signup, code verification, resend,
+//! login, sessions. Handlers in `routes::auth` only translate HTTP to these calls.
+use parley_common::{SignupMode, User};
+
+use crate::{
+    clock::{now_millis, rfc3339},
+    crypto::{self, new_code, new_session_token},
+    domain::{DisplayName, Email, Password},
+    error::{ApiError, ApiResult},
+    mail::Mail,
+    ratelimit::{take_all, Bucket},
+    state::AppState,
+    store::{CodeRenewal, NewSession, NewUser, SignupRecord, StoreError, UserRecord},
+};
+
+/// The MAC purpose for signup codes (a later reset code cannot stand in for one).
+const SIGNUP_CODE: &str = "signup";
+
+/// Who is asking, as far as the transport tells.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub ip: String,
+    pub user_agent: Option<String>,
+}
+
+pub fn user_view(user: &UserRecord) -> User {
+    User {
+        id: user.id,
+        email: user.email.clone(),
+        display_name: user.display_name.clone(),
+        created_at: rfc3339(user.created_at),
+    }
+}
+
+/// A fresh session for a user; the token is returned once and only its hash is kept.
+pub struct NewLogin {
+    pub token: String,
+    pub user: UserRecord,
+}
+
+pub enum SignupOutcome {
+    /// `verify` mode: a code was mailed for this signup.
+    Pending { signup_id: String },
+    /// `open` mode: the account exists and is logged in.
+    Created(NewLogin),
+}
+
+pub async fn signup(
+    state: &AppState,
+    caller: &Caller,
+    email: &str,
+    password: &str,
+    display_name: &str,
+) -> ApiResult<SignupOutcome> {
+    if state.config.signup == SignupMode::Closed {
+        return Err(ApiError::SignupClosed);
+    }
+    take_all(&*state.limiter, &[(Bucket::SignupPerIp, &caller.ip)]).await?;
+    let email = Email::parse(email)?;
+    let display_name = DisplayName::parse(display_name)?;
+    let password = Password::parse(password)?;
+    take_all(&*state.limiter, &[(Bucket::SignupPerEmail, email.as_str())]).await?;
+
+    if state.store.user_by_email(email.as_str()).await?.is_some() {
+        return Err(ApiError::EmailTaken);
+    }
+    let password_hash = crypto::hash_password(password).await;
+    let now = now_millis();
+
+    if state.config.signup == SignupMode::Open {
+        let user = state
+            .store
+            .create_user(NewUser {
+                email: email.as_str(),
+                display_name: display_name.as_str(),
+                password_hash: &password_hash,
+                now,
+            })
+            .await
+            .map_err(conflict_is_email_taken)?;
+        tracing::info!(user_id = user.id, "account created (open signup)");
+        return Ok(SignupOutcome::Created(start_session(state, user, caller).await?));
+    }
+
+    let signup_id = uuid::Uuid::new_v4().to_string();
+    let code = new_code();
+    let record = SignupRecord {
+        id: signup_id.clone(),
+        email: email.as_str().to_string(),
+        display_name: display_name.as_str().to_string(),
+        password_hash,
+        code_mac: state.key.seal_code(SIGNUP_CODE, &signup_id, &code),
+        code_expires_at: now + state.config.code_ttl_secs as i64 * 1000,
+        code_sent_at: now,
+        codes_sent: 1,
+        attempts: 0,
+        created_at: now,
+    };
+    state.store.create_signup(&record).await?;
+    if let Err(err) = send_code(state, &record.email, &code).await {
+        // Without the mail the signup is useless; remove it rather than leave a dead row.
+        state.store.delete_signup(&signup_id).await?;
+        return Err(err);
+    }
+    tracing::info!(%signup_id, "signup pending, code sent");
+    Ok(SignupOutcome::Pending { signup_id })
+}
+
+async fn send_code(state: &AppState, email: &str, code: &str) -> ApiResult<()> {
+    let minutes = state.config.code_ttl_secs.div_ceil(60);
+    let instance = &state.config.instance_name;
+    let mail = Mail {
+        to: email.to_string(),
+        subject: format!("Your {instance} sign-up code"),
+        body: format!(
+            "Your {instance} sign-up code is:\n\n    {code}\n\n\
+             It is valid for {minutes} minutes. If you did not sign up, ignore this mail: \
+             no account is created without this code.\n"
+        ),
+    };
+    state.mailer.send(mail).await.map_err(|err| {
+        tracing::error!(error = %err, "could not send a code");
+        ApiError::MailUnavailable
+    })
+}
+
+pub async fn verify(state: &AppState, caller: &Caller, signup_id: &str, code: &str) -> ApiResult<NewLogin> {
+    take_all(&*state.limiter, &[(Bucket::VerifyPerIp, &caller.ip), (Bucket::VerifyPerSignup, signup_id)]).await?;
+    let signup = state.store.signup(signup_id).await?.ok_or(ApiError::SignupNotFound)?;
+    let max_attempts = i64::from(state.config.code_max_attempts);
+    if signup.attempts >= max_attempts {
+        return Err(ApiError::CodeAttemptsExhausted);
+    }
+    if now_millis() > signup.code_expires_at {
+        return Err(ApiError::CodeExpired);
+    }
+    // Spend the attempt before looking at the code, so parallel guesses share one budget.
+    if !state.store.spend_code_attempt(signup_id, max_attempts).await? {
+        return Err(ApiError::CodeAttemptsExhausted);
+    }
+    let code = code.trim();
+    if !state.key.code_matches(SIGNUP_CODE, signup_id, code, &signup.code_mac) {
+        let used = signup.attempts + 1;
+        tracing::info!(%signup_id, attempts = used, "wrong signup code");
+        if used >= max_attempts {
+            return Err(ApiError::CodeAttemptsExhausted);
+        }
+        return Err(ApiError::InvalidCode { attempts_left: (max_attempts - used) as u32 });
+    }
+    let user = state.store.complete_signup(signup_id, now_millis()).await.map_err(|err| match err {
+        StoreError::NotFound => ApiError::SignupNotFound,
+        other => conflict_is_email_taken(other),
+    })?;
+    tracing::info!(user_id = user.id, %signup_id, "account verified");
+    start_session(state, user, caller).await
+}
+
+pub async fn resend(state: &AppState, caller: &Caller, signup_id: &str) -> ApiResult<()> {
+    take_all(&*state.limiter, &[(Bucket::ResendPerIp, &caller.ip)]).await?;
+    let code = new_code();
+    let now = now_millis();
+    let cooldown_ms = state.config.resend_cooldown_secs as i64 * 1000;
+    let sealed = state.key.seal_code(SIGNUP_CODE, signup_id, &code);
+    let renewal = CodeRenewal {
+        signup_id,
+        code_mac: &sealed,
+        expires_at: now + state.config.code_ttl_secs as i64 * 1000,
+        now,
+        sent_no_later_than: now - cooldown_ms,
+        max_codes: i64::from(state.config.max_codes_per_signup),
+    };
+    let Some(signup) = state.store.renew_signup_code(renewal).await? else {
+        // Say why the renewal was refused.
+        let signup = state.store.signup(signup_id).await?.ok_or(ApiError::SignupNotFound)?;
+        if signup.codes_sent >= i64::from(state.config.max_codes_per_signup) {
+            return Err(ApiError::TooManyCodes);
+        }
+        let wait_ms = (signup.code_sent_at + cooldown_ms - now).max(0);
+        return Err(ApiError::ResendTooSoon { retry_after_secs: (wait_ms as u64).div_ceil(1000).max(1) });
+    };
+    send_code(state, &signup.email, &code).await?;
+    tracing::info!(%signup_id, codes_sent = signup.codes_sent, "code resent");
+    Ok(())
+}
+
+pub async fn login(state: &AppState, caller: &Caller, email: &str, password: &str) -> ApiResult<NewLogin> {
+    take_all(&*state.limiter, &[(Bucket::LoginPerIp, &caller.ip)]).await?;
+    // A malformed email cannot have an account: same answer as a wrong password.
+    let email = Email::parse(email).map_err(|_| ApiError::InvalidCredentials)?;
+    take_all(&*state.limiter, &[(Bucket::LoginPerEmail, email.as_str())]).await?;
+    let user = state.store.user_by_email(email.as_str()).await?;
+    let stored_hash = user.as_ref().map(|u| u.password_hash.clone());
+    if crypto::verify_password(password.to_string(), stored_hash).await {
+        let user = user.expect("a password only verifies against a stored hash");
+        return start_session(state, user, caller).await;
+    }
+    if user.is_none() {
+        // "Not verified yet" only to someone who knows a pending signup's password; anyone else
+        // learns nothing about whether the email is known.
+        for pending in state.store.signups_for_email(email.as_str()).await? {
+            if crypto::verify_password(password.to_string(), Some(pending.password_hash)).await {
+                return Err(ApiError::EmailNotVerified);
+            }
+        }
+    }
+    Err(ApiError::InvalidCredentials)
+}
+
+pub async fn start_session(state: &AppState, user: UserRecord, caller: &Caller) -> ApiResult<NewLogin> {
+    let (token, token_hash) = new_session_token();
+    let now = now_millis();
+    let user_agent = caller.user_agent.as_deref().map(|ua| truncate(ua, 256));
+    state
+        .store
+        .create_session(NewSession {
+            user_id: user.id,
+            token_hash: &token_hash,
+            user_agent,
+            now,
+            expires_at: now + state.config.session_ttl_secs as i64 * 1000,
+        })
+        .await?;
+    Ok(NewLogin { token, user })
+}
+
+/// The session a token opens, if it is live. Use is recorded at most once a minute, so reads do
+/// not all turn into writes.
+pub async fn authenticate(state: &AppState, token: &str) -> ApiResult<crate::state::Session> {
+    let session = state.store.session_by_token_hash(&crypto::hash_token(token)).await?.ok_or(ApiError::Unauthorized)?;
+    let now = now_millis();
+    if session.revoked_at.is_some() || session.expires_at <= now {
+        return Err(ApiError::Unauthorized);
+    }
+    if now - session.last_used_at > 60_000 {
+        state.store.touch_session(session.id, now, now + state.config.session_ttl_secs as i64 * 1000).await?;
+    }
+    Ok(crate::state::Session { id: session.id, user_id: session.user_id })
+}
+
+pub async fn logout(state: &AppState, session_id: i64) -> ApiResult<()> {
+    state.store.revoke_session(session_id, now_millis()).await?;
+    Ok(())
+}
+
+fn conflict_is_email_taken(err: StoreError) -> ApiError {
+    match err {
+        StoreError::Conflict => ApiError::EmailTaken,
+        other => other.into(),
+    }
+}
+
+fn truncate(s: &str, max_chars: usize) -> &str {
+    match s.char_indices().nth(max_chars) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}

@@ -1,0 +1,158 @@
+//! The server's one error type, and the one place it becomes an HTTP response:
+//! `{"error": {"code", "message"}}` with the right status.
+use axum::{
+    extract::rejection::JsonRejection,
+    http::{header, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+    Json,
+};
+use parley_common::{ErrorBody, ErrorDetail};
+
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A field failed validation; `code` names which rule.
+    #[error("{message}")]
+    Invalid { code: &'static str, message: String },
+    #[error("malformed JSON: {0}")]
+    MalformedJson(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("the request body is too large")]
+    PayloadTooLarge,
+    #[error("an account with this email already exists")]
+    EmailTaken,
+    #[error("this instance does not accept new accounts")]
+    SignupClosed,
+    #[error("no pending signup with this id (it may have expired or been completed)")]
+    SignupNotFound,
+    #[error("wrong code; {attempts_left} attempt(s) left")]
+    InvalidCode { attempts_left: u32 },
+    #[error("this code has expired; ask for a new one")]
+    CodeExpired,
+    #[error("too many wrong attempts; ask for a new code")]
+    CodeAttemptsExhausted,
+    #[error("no more codes can be sent for this signup; sign up again")]
+    TooManyCodes,
+    #[error("a code was sent moments ago; try again in {retry_after_secs} s")]
+    ResendTooSoon { retry_after_secs: u64 },
+    #[error("wrong email or password")]
+    InvalidCredentials,
+    #[error("this email is not verified yet; enter the code we mailed you")]
+    EmailNotVerified,
+    #[error("a valid session is required")]
+    Unauthorized,
+    #[error("cross-origin request refused")]
+    ForbiddenOrigin,
+    #[error("too many requests; try again in {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("not found")]
+    NotFound,
+    #[error("mail could not be sent; try again later")]
+    MailUnavailable,
+    #[error("internal error")]
+    Internal(String),
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
+        ApiError::Invalid { code, message: message.into() }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        use ApiError::*;
+        match self {
+            Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            MalformedJson(_) | InvalidCode { .. } => StatusCode::BAD_REQUEST,
+            UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            EmailTaken => StatusCode::CONFLICT,
+            SignupClosed | EmailNotVerified | ForbiddenOrigin => StatusCode::FORBIDDEN,
+            SignupNotFound | NotFound => StatusCode::NOT_FOUND,
+            CodeExpired | CodeAttemptsExhausted | TooManyCodes => StatusCode::GONE,
+            ResendTooSoon { .. } | RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            InvalidCredentials | Unauthorized => StatusCode::UNAUTHORIZED,
+            MailUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        use ApiError::*;
+        match self {
+            Invalid { code, .. } => code,
+            MalformedJson(_) => "malformed_json",
+            UnsupportedMediaType(_) => "unsupported_media_type",
+            PayloadTooLarge => "payload_too_large",
+            EmailTaken => "email_taken",
+            SignupClosed => "signup_closed",
+            SignupNotFound => "signup_not_found",
+            InvalidCode { .. } => "invalid_code",
+            CodeExpired => "code_expired",
+            CodeAttemptsExhausted => "code_attempts_exhausted",
+            TooManyCodes => "too_many_codes",
+            ResendTooSoon { .. } => "resend_too_soon",
+            InvalidCredentials => "invalid_credentials",
+            EmailNotVerified => "email_not_verified",
+            Unauthorized => "unauthorized",
+            ForbiddenOrigin => "forbidden_origin",
+            RateLimited { .. } => "rate_limited",
+            NotFound => "not_found",
+            MailUnavailable => "mail_unavailable",
+            Internal(_) => "internal",
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if let ApiError::Internal(detail) = &self {
+            // The detail stays in the log; the client learns only that it was our fault.
+            tracing::error!(error = %detail, "request failed");
+        }
+        let retry_after = match &self {
+            ApiError::RateLimited { retry_after_secs } | ApiError::ResendTooSoon { retry_after_secs } => {
+                Some(*retry_after_secs)
+            }
+            _ => None,
+        };
+        let body = ErrorBody { error: ErrorDetail { code: self.code().to_string(), message: self.to_string() } };
+        let mut response = (status, Json(body)).into_response();
+        if let Some(secs) = retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        ApiError::Internal(err.to_string())
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType(rejection.body_text()),
+            StatusCode::UNPROCESSABLE_ENTITY => ApiError::invalid("invalid_body", rejection.body_text()),
+            _ => ApiError::MalformedJson(rejection.body_text()),
+        }
+    }
+}
+
+/// `axum::Json` whose rejections use our error body.
+#[derive(Debug, Clone, Copy, Default, axum::extract::FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct ApiJson<T>(pub T);
+
+impl<T: serde::Serialize> IntoResponse for ApiJson<T> {
+    fn into_response(self) -> Response {
+        Json(self.0).into_response()
+    }
+}

@@ -1,0 +1,86 @@
+//! Parley's server as a library: `main` reads the configuration and calls [`Server::build`] and
+//! [`Server::serve`]; integration tests do the same on a port of their own.
+#![forbid(unsafe_code)]
+
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+
+use tokio::net::TcpListener;
+
+pub mod accounts;
+pub mod admin;
+pub mod clock;
+pub mod config;
+pub mod crypto;
+pub mod domain;
+pub mod error;
+pub mod mail;
+pub mod ratelimit;
+pub mod routes;
+pub mod state;
+pub mod store;
+
+pub use config::Config;
+use state::AppState;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("database: {0}")]
+    Store(#[from] store::StoreError),
+    #[error("mail: {0}")]
+    Mail(#[from] mail::MailError),
+    #[error("server secret: {0}")]
+    Secret(std::io::Error),
+    #[error("serving: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A server ready to accept connections: database migrated, secret loaded, mailer configured.
+pub struct Server {
+    state: AppState,
+}
+
+impl Server {
+    pub async fn build(config: Config) -> Result<Self, StartError> {
+        let store = store::connect(&config.database_url()).await?;
+        let key = crypto::ServerKey::load_or_create(config.secret.as_ref().map(|s| s.0.as_str()), &config.data_dir)
+            .map_err(StartError::Secret)?;
+        let mailer = mail::Mailer::from_config(&config)?;
+        tracing::info!(database = store.backend(), mail = %mailer.describe(), signup = ?config.signup, "server ready");
+        let limiter = ratelimit::LocalRateLimiter::new(&config.rate_limits);
+        let state = AppState { config: Arc::new(config), store, mailer: Arc::new(mailer), key, limiter };
+        Ok(Self { state })
+    }
+
+    /// Serves until `shutdown` completes, then drains in-flight requests.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartError> {
+        let housekeeping = tokio::spawn(housekeeping(self.state.clone()));
+        let app = routes::router(self.state);
+        let result = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(shutdown)
+            .await;
+        housekeeping.abort();
+        Ok(result?)
+    }
+}
+
+/// Periodic clean-up: expired sessions and stale signups out of the database, idle keys out of
+/// the rate limiter.
+async fn housekeeping(state: AppState) {
+    const EVERY: Duration = Duration::from_secs(600);
+    const SIGNUP_LIFETIME_MS: i64 = 24 * 3600 * 1000;
+    let mut tick = tokio::time::interval(EVERY);
+    loop {
+        tick.tick().await;
+        let now = clock::now_millis();
+        match state.store.purge(now, now - SIGNUP_LIFETIME_MS).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(rows = n, "purged expired sessions and signups"),
+            Err(err) => tracing::warn!(error = %err, "purge failed"),
+        }
+        state.limiter.forget_idle();
+    }
+}

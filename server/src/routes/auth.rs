@@ -1,0 +1,138 @@
+//! `/api/v1/auth/*` and `/api/v1/me`: thin adapters from HTTP to `accounts`.
+use axum::{
+    extract::State,
+    http::{header, StatusCode},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+    Router,
+};
+use parley_common::{
+    AuthResponse, ErrorBody, LoginRequest, ResendRequest, SignupPending, SignupRequest, User, VerifyRequest,
+};
+
+use crate::{
+    accounts::{self, user_view, Caller, NewLogin, SignupOutcome},
+    error::{ApiJson, ApiResult},
+    state::{clear_session_cookie_header, session_cookie_header, AppState, Session},
+};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/auth/signup", post(signup))
+        .route("/api/v1/auth/verify", post(verify))
+        .route("/api/v1/auth/resend", post(resend))
+        .route("/api/v1/auth/login", post(login))
+        .route("/api/v1/auth/logout", post(logout))
+        .route("/api/v1/me", get(me))
+}
+
+/// The session as JSON for native clients and as an HttpOnly cookie for browsers.
+fn logged_in(state: &AppState, login: NewLogin) -> Response {
+    let cookie = session_cookie_header(&state.config, &login.token);
+    let body = AuthResponse { token: login.token, user: user_view(&login.user) };
+    ([(header::SET_COOKIE, cookie)], ApiJson(body)).into_response()
+}
+
+/// Start an account. On a `verify` instance a 6-digit code is mailed and the signup waits for it;
+/// on an `open` instance the account is created and logged in at once.
+#[utoipa::path(post, path = "/api/v1/auth/signup", tag = "auth", request_body = SignupRequest,
+    responses(
+        (status = 202, description = "Code mailed (`verify` mode)", body = SignupPending),
+        (status = 200, description = "Account created and logged in (`open` mode)", body = AuthResponse),
+        (status = 403, description = "`signup_closed`", body = ErrorBody),
+        (status = 409, description = "`email_taken`", body = ErrorBody),
+        (status = 422, description = "`invalid_email`, `weak_password`, `invalid_display_name`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`", body = ErrorBody),
+        (status = 503, description = "`mail_unavailable`", body = ErrorBody),
+    ))]
+pub async fn signup(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<SignupRequest>,
+) -> ApiResult<Response> {
+    match accounts::signup(&state, &caller, &req.email, &req.password, &req.display_name).await? {
+        SignupOutcome::Pending { signup_id } => {
+            Ok((StatusCode::ACCEPTED, ApiJson(SignupPending { signup_id })).into_response())
+        }
+        SignupOutcome::Created(login) => Ok(logged_in(&state, login)),
+    }
+}
+
+/// Complete a signup with the code mailed for it. The account gets that signup's password, and
+/// every other pending signup of the email ends.
+#[utoipa::path(post, path = "/api/v1/auth/verify", tag = "auth", request_body = VerifyRequest,
+    responses(
+        (status = 200, description = "Account created and logged in", body = AuthResponse),
+        (status = 400, description = "`invalid_code`", body = ErrorBody),
+        (status = 404, description = "`signup_not_found`", body = ErrorBody),
+        (status = 409, description = "`email_taken`", body = ErrorBody),
+        (status = 410, description = "`code_expired`, `code_attempts_exhausted`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`", body = ErrorBody),
+    ))]
+pub async fn verify(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<VerifyRequest>,
+) -> ApiResult<Response> {
+    let login = accounts::verify(&state, &caller, &req.signup_id, &req.code).await?;
+    Ok(logged_in(&state, login))
+}
+
+/// Mail a new code for a pending signup (the old one stops working).
+#[utoipa::path(post, path = "/api/v1/auth/resend", tag = "auth", request_body = ResendRequest,
+    responses(
+        (status = 202, description = "A new code was mailed", body = SignupPending),
+        (status = 404, description = "`signup_not_found`", body = ErrorBody),
+        (status = 410, description = "`too_many_codes`", body = ErrorBody),
+        (status = 429, description = "`resend_too_soon`, `rate_limited` (see `Retry-After`)", body = ErrorBody),
+        (status = 503, description = "`mail_unavailable`", body = ErrorBody),
+    ))]
+pub async fn resend(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<ResendRequest>,
+) -> ApiResult<Response> {
+    accounts::resend(&state, &caller, &req.signup_id).await?;
+    Ok((StatusCode::ACCEPTED, ApiJson(SignupPending { signup_id: req.signup_id })).into_response())
+}
+
+/// Log in with email and password; a wrong email and a wrong password get the same answer.
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Logged in", body = AuthResponse),
+        (status = 401, description = "`invalid_credentials`", body = ErrorBody),
+        (status = 403, description = "`email_not_verified`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`", body = ErrorBody),
+    ))]
+pub async fn login(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<LoginRequest>,
+) -> ApiResult<Response> {
+    let login = accounts::login(&state, &caller, &req.email, &req.password).await?;
+    Ok(logged_in(&state, login))
+}
+
+/// End this session (other devices stay logged in).
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth",
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 204, description = "Session revoked"),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+    ))]
+pub async fn logout(State(state): State<AppState>, session: Session) -> ApiResult<Response> {
+    accounts::logout(&state, session.id).await?;
+    Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, clear_session_cookie_header(&state.config))]).into_response())
+}
+
+/// The logged-in user.
+#[utoipa::path(get, path = "/api/v1/me", tag = "auth",
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "The caller's account", body = User),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+    ))]
+pub async fn me(State(state): State<AppState>, session: Session) -> ApiResult<ApiJson<User>> {
+    let user = state.store.user_by_id(session.user_id).await?.ok_or(crate::error::ApiError::Unauthorized)?;
+    Ok(ApiJson(user_view(&user)))
+}

@@ -1,0 +1,116 @@
+//! What every handler can reach, and the authenticated caller extracted from a request.
+use std::{net::SocketAddr, sync::Arc};
+
+use axum::{
+    extract::{ConnectInfo, FromRequestParts},
+    http::{header, request::Parts, Method},
+};
+
+use crate::{
+    accounts::{self, Caller},
+    config::Config,
+    crypto::ServerKey,
+    error::ApiError,
+    mail::Mailer,
+    ratelimit::RateLimiter,
+    store::Store,
+};
+
+/// Name of the HttpOnly cookie that carries a browser's session.
+pub const SESSION_COOKIE: &str = "parley_session";
+
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn Store>,
+    pub mailer: Arc<Mailer>,
+    pub key: ServerKey,
+    pub limiter: Arc<dyn RateLimiter>,
+}
+
+/// A live session, taken from `Authorization: Bearer` or the session cookie. The only source of
+/// "who is calling" anywhere in the server.
+#[derive(Debug, Clone, Copy)]
+pub struct Session {
+    pub id: i64,
+    pub user_id: i64,
+}
+
+impl FromRequestParts<AppState> for Session {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        if let Some(token) = bearer_token(parts) {
+            return accounts::authenticate(state, token).await;
+        }
+        let token = session_cookie(parts).ok_or(ApiError::Unauthorized)?;
+        // The cookie is SameSite=Strict already; refusing a foreign Origin on writes also covers
+        // browsers that ignore SameSite.
+        if !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS)
+            && !origin_allowed(parts, &state.config)
+        {
+            return Err(ApiError::ForbiddenOrigin);
+        }
+        accounts::authenticate(state, token).await
+    }
+}
+
+fn bearer_token(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+}
+
+fn session_cookie(parts: &Parts) -> Option<&str> {
+    parts
+        .headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value)
+        .filter(|v| !v.is_empty())
+}
+
+/// A request's `Origin`, when present, must be the server's own: `PARLEY_PUBLIC_URL`, or else the
+/// origin the `Host` header names.
+pub fn origin_allowed(parts: &Parts, config: &Config) -> bool {
+    let Some(origin) = parts.headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    if let Some(public) = &config.public_url {
+        return origin == public;
+    }
+    let Some(host) = parts.headers.get(header::HOST).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://")) == Some(host)
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let ip = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip().to_string())
+            .unwrap_or_else(|| "unknown".into());
+        let user_agent = parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_string);
+        Ok(Caller { ip, user_agent })
+    }
+}
+
+/// `Set-Cookie` value that gives the browser its session (HttpOnly: scripts never see it).
+pub fn session_cookie_header(config: &Config, token: &str) -> String {
+    let secure = if config.secure_cookies() { "; Secure" } else { "" };
+    format!("{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}", config.session_ttl_secs)
+}
+
+/// `Set-Cookie` value that removes the session cookie.
+pub fn clear_session_cookie_header(config: &Config) -> String {
+    let secure = if config.secure_cookies() { "; Secure" } else { "" };
+    format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{secure}")
+}

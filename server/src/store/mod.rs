@@ -1,0 +1,158 @@
+//! Persistence. The `Store` trait is all the rest of the server knows of the database; it has one
+//! implementation per backend (`postgres`, `sqlite`) whose shared SQL lives in `sql.rs`.
+use async_trait::async_trait;
+
+mod postgres;
+mod sql;
+mod sqlite;
+
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    /// A uniqueness rule was hit (e.g. an email that already has an account).
+    #[error("conflict")]
+    Conflict,
+    #[error("database: {0}")]
+    Database(#[source] sqlx::Error),
+    #[error("migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("unsupported database URL (expected postgres:// or sqlite://): {0}")]
+    UnsupportedUrl(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> Self {
+        match &err {
+            sqlx::Error::RowNotFound => StoreError::NotFound,
+            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,
+            _ => StoreError::Database(err),
+        }
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Times are Unix milliseconds (UTC) in both databases.
+pub type Millis = i64;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct UserRecord {
+    pub id: i64,
+    pub email: String,
+    pub display_name: String,
+    pub password_hash: String,
+    pub created_at: Millis,
+}
+
+/// A signup waiting for its code. `code_mac` is the code sealed with the server key.
+#[derive(Clone, sqlx::FromRow)]
+pub struct SignupRecord {
+    pub id: String,
+    pub email: String,
+    pub display_name: String,
+    pub password_hash: String,
+    pub code_mac: Vec<u8>,
+    pub code_expires_at: Millis,
+    pub code_sent_at: Millis,
+    pub codes_sent: i64,
+    pub attempts: i64,
+    pub created_at: Millis,
+}
+
+impl std::fmt::Debug for SignupRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignupRecord").field("id", &self.id).field("email", &self.email).finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NewUser<'a> {
+    pub email: &'a str,
+    pub display_name: &'a str,
+    pub password_hash: &'a str,
+    pub now: Millis,
+}
+
+/// A replacement code for a pending signup, granted only if the cool-down has passed and the
+/// signup has codes left.
+#[derive(Debug, Clone)]
+pub struct CodeRenewal<'a> {
+    pub signup_id: &'a str,
+    pub code_mac: &'a [u8],
+    pub expires_at: Millis,
+    pub now: Millis,
+    /// The previous code must have been sent at or before this time.
+    pub sent_no_later_than: Millis,
+    pub max_codes: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewSession<'a> {
+    pub user_id: i64,
+    pub token_hash: &'a [u8],
+    pub user_agent: Option<&'a str>,
+    pub now: Millis,
+    pub expires_at: Millis,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SessionRecord {
+    pub id: i64,
+    pub user_id: i64,
+    pub created_at: Millis,
+    pub last_used_at: Millis,
+    pub expires_at: Millis,
+    pub revoked_at: Option<Millis>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Which backend this is, for logs and `/healthz`.
+    fn backend(&self) -> &'static str;
+    /// A round trip to the database.
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// `Conflict` when the email already has an account.
+    async fn create_user(&self, user: NewUser<'_>) -> StoreResult<UserRecord>;
+    async fn user_by_id(&self, id: i64) -> StoreResult<Option<UserRecord>>;
+    async fn user_by_email(&self, email: &str) -> StoreResult<Option<UserRecord>>;
+
+    async fn create_signup(&self, signup: &SignupRecord) -> StoreResult<()>;
+    async fn signup(&self, id: &str) -> StoreResult<Option<SignupRecord>>;
+    async fn signups_for_email(&self, email: &str) -> StoreResult<Vec<SignupRecord>>;
+    /// Spends one attempt on the signup's current code; `false` if none is left (or no signup).
+    /// Atomic, so concurrent guesses cannot exceed `max_attempts`.
+    async fn spend_code_attempt(&self, id: &str, max_attempts: i64) -> StoreResult<bool>;
+    /// Installs a new code (attempts reset); `None` if the renewal's conditions do not hold.
+    async fn renew_signup_code(&self, renewal: CodeRenewal<'_>) -> StoreResult<Option<SignupRecord>>;
+    /// Turns the signup into an account with the signup's own password, and ends every other
+    /// pending signup of that email, in one transaction. `NotFound` if the signup is gone,
+    /// `Conflict` if the email got an account meanwhile.
+    async fn complete_signup(&self, id: &str, now: Millis) -> StoreResult<UserRecord>;
+    async fn delete_signup(&self, id: &str) -> StoreResult<()>;
+
+    async fn create_session(&self, session: NewSession<'_>) -> StoreResult<i64>;
+    async fn session_by_token_hash(&self, token_hash: &[u8]) -> StoreResult<Option<SessionRecord>>;
+    /// Records use and slides the expiry forward.
+    async fn touch_session(&self, id: i64, now: Millis, expires_at: Millis) -> StoreResult<()>;
+    async fn revoke_session(&self, id: i64, now: Millis) -> StoreResult<()>;
+
+    /// Deletes expired or revoked sessions and signups created before `signups_before`.
+    async fn purge(&self, now: Millis, signups_before: Millis) -> StoreResult<u64>;
+}
+
+/// Opens the backend named by the URL's scheme and brings its schema up to date.
+pub async fn connect(url: &str) -> StoreResult<std::sync::Arc<dyn Store>> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(std::sync::Arc::new(PgStore::connect(url).await?))
+    } else if url.starts_with("sqlite:") {
+        Ok(std::sync::Arc::new(SqliteStore::connect(url).await?))
+    } else {
+        let scheme = url.split(':').next().unwrap_or_default();
+        Err(StoreError::UnsupportedUrl(format!("{scheme}:…")))
+    }
+}
