@@ -1,0 +1,6 @@
+//! Integration tests: a real server per test, real HTTP, real SMTP, on SQLite and on Postgres.
+mod accounts;
+mod helpers;
+mod service;
+mod sessions;
+mod smtp_sink;

@@ -1,0 +1,133 @@
+//! The service around the routes: bad bodies, limits, rate limits, discovery and health.
+use parley_common::{Health, InstanceInfo, SignupMode};
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::{
+    helpers::{assert_error, spawn, spawn_with, Backend},
+    on_both_backends,
+};
+
+on_both_backends!(
+    malformed_bodies_get_clear_errors,
+    an_oversized_body_is_refused_with_413,
+    login_is_rate_limited_per_ip_and_per_email,
+    signup_is_rate_limited_per_email,
+    code_guessing_is_rate_limited_per_signup,
+    instance_health_and_openapi_are_public,
+    unknown_routes_answer_json_404,
+);
+
+async fn malformed_bodies_get_clear_errors(backend: Backend) {
+    let app = spawn(backend).await;
+    let url = app.at("/api/v1/auth/login");
+    let not_json =
+        app.client.post(&url).header("content-type", "application/json").body("{\"email\": ").send().await.unwrap();
+    assert_error(not_json, StatusCode::BAD_REQUEST, "malformed_json").await;
+    let missing_field = app.post("/api/v1/auth/login", json!({"email": "a@example.org"})).await;
+    assert_error(missing_field, StatusCode::UNPROCESSABLE_ENTITY, "invalid_body").await;
+    let wrong_type = app.post("/api/v1/auth/signup", json!({"email": 5, "password": [], "display_name": null})).await;
+    assert_error(wrong_type, StatusCode::UNPROCESSABLE_ENTITY, "invalid_body").await;
+    let no_content_type = app.client.post(&url).body("{}").send().await.unwrap();
+    assert_error(no_content_type, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type").await;
+}
+
+async fn an_oversized_body_is_refused_with_413(backend: Backend) {
+    let app = spawn_with(backend, |c| c.max_body_bytes = 4096).await;
+    let huge = "x".repeat(5000);
+    let response = app.signup("ta@example.org", &huge, "Ta").await;
+    assert_error(response, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").await;
+    assert_eq!(app.smtp.pending().await, 0);
+    // The server is still fine.
+    assert_eq!(app.signup("ta@example.org", "a good password", "Ta").await.status(), StatusCode::ACCEPTED);
+}
+
+async fn login_is_rate_limited_per_ip_and_per_email(backend: Backend) {
+    let app = spawn_with(backend, |c| {
+        c.rate_limits.login_per_ip = 4;
+        c.rate_limits.login_per_email = 2;
+    })
+    .await;
+    for _ in 0..2 {
+        assert_error(
+            app.login("ua@example.org", "wrong password").await,
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+        )
+        .await;
+    }
+    let limited = app.login("ua@example.org", "wrong password").await;
+    assert!(limited.headers().contains_key("retry-after"));
+    assert_error(limited, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    // Another email still has budget, until the address runs out.
+    assert_error(app.login("ve@example.org", "wrong password").await, StatusCode::UNAUTHORIZED, "invalid_credentials")
+        .await;
+    assert_error(app.login("wi@example.org", "wrong password").await, StatusCode::TOO_MANY_REQUESTS, "rate_limited")
+        .await;
+}
+
+async fn signup_is_rate_limited_per_email(backend: Backend) {
+    let app = spawn_with(backend, |c| c.rate_limits.signup_per_email = 2).await;
+    app.start_signup("xa@example.org", "a good password").await;
+    app.start_signup("xa@example.org", "a good password").await;
+    let third = app.signup("xa@example.org", "a good password", "Xa").await;
+    assert_error(third, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+    assert_eq!(app.signup("ya@example.org", "a good password", "Ya").await.status(), StatusCode::ACCEPTED);
+}
+
+async fn code_guessing_is_rate_limited_per_signup(backend: Backend) {
+    let app = spawn_with(backend, |c| {
+        c.rate_limits.verify_per_signup = 3;
+        c.code_max_attempts = 100;
+    })
+    .await;
+    let signup = app.start_signup("za@example.org", "a good password").await;
+    for guess in ["000000", "000001", "000002"] {
+        let response = app.verify(&signup, guess).await;
+        assert_ne!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    }
+    assert_error(app.verify(&signup, "000003").await, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+}
+
+async fn instance_health_and_openapi_are_public(backend: Backend) {
+    let app = spawn_with(backend, |c| c.instance_name = "Team Chat".into()).await;
+    let instance: InstanceInfo = app.client.get(app.at("/api/v1/instance")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(instance.name, "Team Chat");
+    assert_eq!(instance.signup, SignupMode::Verify);
+    assert_eq!(instance.version, env!("CARGO_PKG_VERSION"));
+
+    let health = app.client.get(app.at("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    let health: Health = health.json().await.unwrap();
+    assert_eq!(health.status, "ok");
+    assert_eq!(
+        health.database,
+        match backend {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    );
+
+    let doc: serde_json::Value =
+        app.client.get(app.at("/api/v1/openapi.json")).send().await.unwrap().json().await.unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    for path in [
+        "/api/v1/auth/signup",
+        "/api/v1/auth/verify",
+        "/api/v1/auth/resend",
+        "/api/v1/auth/login",
+        "/api/v1/auth/logout",
+        "/api/v1/me",
+        "/api/v1/instance",
+        "/healthz",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path} is documented");
+    }
+    assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
+}
+
+async fn unknown_routes_answer_json_404(backend: Backend) {
+    let app = spawn(backend).await;
+    let response = app.client.get(app.at("/api/v1/nope")).send().await.unwrap();
+    assert_error(response, StatusCode::NOT_FOUND, "not_found").await;
+}

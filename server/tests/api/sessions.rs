@@ -1,0 +1,106 @@
+//! Sessions: bearer tokens and cookies, several devices, revocation and expiry.
+use parley_common::AuthResponse;
+use reqwest::StatusCode;
+
+use crate::{
+    helpers::{assert_error, spawn, spawn_with, Backend},
+    on_both_backends,
+};
+
+on_both_backends!(
+    each_device_has_its_own_session_and_logout_revokes_only_one,
+    an_expired_session_is_refused,
+    garbage_and_missing_tokens_are_refused,
+    a_browser_session_lives_in_an_http_only_cookie,
+    a_cookie_session_refuses_writes_from_a_foreign_origin,
+);
+
+async fn each_device_has_its_own_session_and_logout_revokes_only_one(backend: Backend) {
+    let app = spawn(backend).await;
+    let laptop = app.register("pa@example.org", "a good password").await;
+    let phone: AuthResponse = app.login("pa@example.org", "a good password").await.json().await.unwrap();
+    assert_eq!(app.get_with_token("/api/v1/me", &phone.token).await.status(), StatusCode::OK);
+
+    assert_eq!(app.post_with_token("/api/v1/auth/logout", &laptop.token).await.status(), StatusCode::NO_CONTENT);
+    assert_error(app.get_with_token("/api/v1/me", &laptop.token).await, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    // Logging out twice with a revoked session is refused, not an error of ours.
+    assert_error(
+        app.post_with_token("/api/v1/auth/logout", &laptop.token).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    )
+    .await;
+    assert_eq!(app.get_with_token("/api/v1/me", &phone.token).await.status(), StatusCode::OK);
+}
+
+async fn an_expired_session_is_refused(backend: Backend) {
+    let app = spawn_with(backend, |c| c.session_ttl_secs = 1).await;
+    let auth = app.register("qi@example.org", "a good password").await;
+    assert_eq!(app.get_with_token("/api/v1/me", &auth.token).await.status(), StatusCode::OK);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_error(app.get_with_token("/api/v1/me", &auth.token).await, StatusCode::UNAUTHORIZED, "unauthorized").await;
+}
+
+async fn garbage_and_missing_tokens_are_refused(backend: Backend) {
+    let app = spawn(backend).await;
+    let no_session = app.client.get(app.at("/api/v1/me")).send().await.unwrap();
+    assert_error(no_session, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    assert_error(app.get_with_token("/api/v1/me", "not-a-token").await, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    let basic = app.client.get(app.at("/api/v1/me")).basic_auth("a", Some("b")).send().await.unwrap();
+    assert_error(basic, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    let bad_cookie =
+        app.client.get(app.at("/api/v1/me")).header("cookie", "parley_session=forged").send().await.unwrap();
+    assert_error(bad_cookie, StatusCode::UNAUTHORIZED, "unauthorized").await;
+}
+
+async fn a_browser_session_lives_in_an_http_only_cookie(backend: Backend) {
+    let app = spawn(backend).await;
+    app.register("ra@example.org", "a good password").await;
+    let browser = reqwest::Client::builder().cookie_store(true).build().unwrap();
+    let login = browser
+        .post(app.at("/api/v1/auth/login"))
+        .json(&serde_json::json!({"email": "ra@example.org", "password": "a good password"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), StatusCode::OK);
+    let cookie = login.headers()["set-cookie"].to_str().unwrap().to_string();
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age="] {
+        assert!(cookie.contains(attribute), "{cookie} lacks {attribute}");
+    }
+    assert!(!cookie.contains("Secure"), "no Secure without an https public URL: {cookie}");
+
+    // A reload: the browser sends only its cookie.
+    assert_eq!(browser.get(app.at("/api/v1/me")).send().await.unwrap().status(), StatusCode::OK);
+    let logout = browser.post(app.at("/api/v1/auth/logout")).send().await.unwrap();
+    assert_eq!(logout.status(), StatusCode::NO_CONTENT);
+    assert!(logout.headers()["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
+    assert_eq!(browser.get(app.at("/api/v1/me")).send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+}
+
+async fn a_cookie_session_refuses_writes_from_a_foreign_origin(backend: Backend) {
+    let app = spawn_with(backend, |c| c.public_url = Some("https://chat.example.org".into())).await;
+    let auth = app.register("sa@example.org", "a good password").await;
+    let cookie = format!("parley_session={}", auth.token);
+    let foreign = app
+        .client
+        .post(app.at("/api/v1/auth/logout"))
+        .header("cookie", &cookie)
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_error(foreign, StatusCode::FORBIDDEN, "forbidden_origin").await;
+    assert_eq!(app.get_with_token("/api/v1/me", &auth.token).await.status(), StatusCode::OK, "still logged in");
+
+    let own = app
+        .client
+        .post(app.at("/api/v1/auth/logout"))
+        .header("cookie", &cookie)
+        .header("origin", "https://chat.example.org")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(own.status(), StatusCode::NO_CONTENT);
+    assert!(own.headers()["set-cookie"].to_str().unwrap().contains("Secure"), "https public URL: Secure cookie");
+}
