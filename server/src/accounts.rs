@@ -234,7 +234,7 @@ pub async fn authenticate(state: &AppState, token: &str) -> ApiResult<crate::sta
     if now - session.last_used_at > 60_000 {
         state.store.touch_session(session.id, now, now + state.config.session_ttl_secs as i64 * 1000).await?;
     }
-    Ok(crate::state::Session { id: session.id, user_id: session.user_id })
+    Ok(crate::state::Session { id: session.id, user_id: session.user_id, via_cookie: false })
 }
 
 pub async fn logout(state: &AppState, session_id: i64) -> ApiResult<()> {

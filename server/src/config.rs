@@ -58,6 +58,17 @@ pub struct Config {
     pub resend_cooldown_secs: u64,
     /// Codes one signup may be sent in all, the first included (`PARLEY_MAX_CODES_PER_SIGNUP`).
     pub max_codes_per_signup: u32,
+    /// Largest message body in bytes (`PARLEY_MAX_MESSAGE_BYTES`).
+    pub max_message_bytes: usize,
+    /// Frames queued for one connection before it is closed as too slow (`PARLEY_WS_QUEUE_LEN`).
+    pub ws_queue_len: usize,
+    /// How often the server pings a WebSocket (`PARLEY_WS_PING_SECS`).
+    pub ws_ping_secs: u64,
+    /// A WebSocket silent this long (no frame, no pong) is dead (`PARLEY_WS_IDLE_TIMEOUT_SECS`).
+    pub ws_idle_timeout_secs: u64,
+    /// Frames per second one connection may send, with a burst of twice that
+    /// (`PARLEY_WS_FRAMES_PER_SEC`); beyond, it is closed as a flood.
+    pub ws_frames_per_sec: u32,
     /// Request budgets of the auth routes (`PARLEY_RATE_LIMITS__LOGIN_PER_IP`, …).
     pub rate_limits: RateLimits,
     /// `tracing` filter, e.g. `info,parley_server=debug` (`PARLEY_LOG`).
@@ -75,6 +86,8 @@ pub struct RateLimits {
     pub resend_per_ip: u32,
     pub login_per_ip: u32,
     pub login_per_email: u32,
+    pub new_chat_per_user: u32,
+    pub messages_per_user: u32,
 }
 
 impl Default for RateLimits {
@@ -87,6 +100,8 @@ impl Default for RateLimits {
             resend_per_ip: 10,
             login_per_ip: 30,
             login_per_email: 10,
+            new_chat_per_user: 30,
+            messages_per_user: 600,
         }
     }
 }
@@ -110,6 +125,11 @@ impl Default for Config {
             code_max_attempts: 5,
             resend_cooldown_secs: 60,
             max_codes_per_signup: 10,
+            max_message_bytes: 4096,
+            ws_queue_len: 256,
+            ws_ping_secs: 20,
+            ws_idle_timeout_secs: 60,
+            ws_frames_per_sec: 50,
             rate_limits: RateLimits::default(),
             log: "info".into(),
         }

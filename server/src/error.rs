@@ -49,6 +49,10 @@ pub enum ApiError {
     RateLimited { retry_after_secs: u64 },
     #[error("not found")]
     NotFound,
+    #[error("no account has this email")]
+    UserNotFound,
+    #[error("no such chat")]
+    ChatNotFound,
     #[error("mail could not be sent; try again later")]
     MailUnavailable,
     #[error("internal error")]
@@ -71,7 +75,7 @@ impl ApiError {
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             EmailTaken => StatusCode::CONFLICT,
             SignupClosed | EmailNotVerified | ForbiddenOrigin => StatusCode::FORBIDDEN,
-            SignupNotFound | NotFound => StatusCode::NOT_FOUND,
+            SignupNotFound | NotFound | UserNotFound | ChatNotFound => StatusCode::NOT_FOUND,
             CodeExpired | CodeAttemptsExhausted | TooManyCodes => StatusCode::GONE,
             ResendTooSoon { .. } | RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             InvalidCredentials | Unauthorized => StatusCode::UNAUTHORIZED,
@@ -101,6 +105,8 @@ impl ApiError {
             ForbiddenOrigin => "forbidden_origin",
             RateLimited { .. } => "rate_limited",
             NotFound => "not_found",
+            UserNotFound => "user_not_found",
+            ChatNotFound => "chat_not_found",
             MailUnavailable => "mail_unavailable",
             Internal(_) => "internal",
         }

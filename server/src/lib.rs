@@ -8,6 +8,7 @@ use tokio::net::TcpListener;
 
 pub mod accounts;
 pub mod admin;
+pub mod chats;
 pub mod clock;
 pub mod config;
 pub mod crypto;
@@ -15,9 +16,11 @@ pub mod domain;
 pub mod error;
 pub mod mail;
 pub mod ratelimit;
+pub mod relay;
 pub mod routes;
 pub mod state;
 pub mod store;
+pub mod ws;
 
 pub use config::Config;
 use state::AppState;
@@ -47,7 +50,8 @@ impl Server {
         let mailer = mail::Mailer::from_config(&config)?;
         tracing::info!(database = store.backend(), mail = %mailer.describe(), signup = ?config.signup, "server ready");
         let limiter = ratelimit::LocalRateLimiter::new(&config.rate_limits);
-        let state = AppState { config: Arc::new(config), store, mailer: Arc::new(mailer), key, limiter };
+        let relay = relay::LocalRelay::new();
+        let state = AppState { config: Arc::new(config), store, mailer: Arc::new(mailer), key, limiter, relay };
         Ok(Self { state })
     }
 

@@ -20,6 +20,8 @@ pub enum Bucket {
     ResendPerIp,
     LoginPerIp,
     LoginPerEmail,
+    NewChatPerUser,
+    MessagesPerUser,
 }
 
 #[async_trait]
@@ -57,6 +59,8 @@ impl LocalRateLimiter {
             (Bucket::ResendPerIp, limits.resend_per_ip),
             (Bucket::LoginPerIp, limits.login_per_ip),
             (Bucket::LoginPerEmail, limits.login_per_email),
+            (Bucket::NewChatPerUser, limits.new_chat_per_user),
+            (Bucket::MessagesPerUser, limits.messages_per_user),
         ];
         let buckets = per_minute
             .into_iter()

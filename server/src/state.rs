@@ -3,7 +3,7 @@ use std::{net::SocketAddr, sync::Arc};
 
 use axum::{
     extract::{ConnectInfo, FromRequestParts},
-    http::{header, request::Parts, Method},
+    http::{header, request::Parts, HeaderMap, Method},
 };
 
 use crate::{
@@ -13,6 +13,7 @@ use crate::{
     error::ApiError,
     mail::Mailer,
     ratelimit::RateLimiter,
+    relay::Relay,
     store::Store,
 };
 
@@ -26,6 +27,7 @@ pub struct AppState {
     pub mailer: Arc<Mailer>,
     pub key: ServerKey,
     pub limiter: Arc<dyn RateLimiter>,
+    pub relay: Arc<dyn Relay>,
 }
 
 /// A live session, taken from `Authorization: Bearer` or the session cookie. The only source of
@@ -34,6 +36,8 @@ pub struct AppState {
 pub struct Session {
     pub id: i64,
     pub user_id: i64,
+    /// Came from the cookie (a browser), not a bearer header: `Origin` matters.
+    pub via_cookie: bool,
 }
 
 impl FromRequestParts<AppState> for Session {
@@ -47,11 +51,12 @@ impl FromRequestParts<AppState> for Session {
         // The cookie is SameSite=Strict already; refusing a foreign Origin on writes also covers
         // browsers that ignore SameSite.
         if !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS)
-            && !origin_allowed(parts, &state.config)
+            && !origin_allowed(&parts.headers, &state.config)
         {
             return Err(ApiError::ForbiddenOrigin);
         }
-        accounts::authenticate(state, token).await
+        let session = accounts::authenticate(state, token).await?;
+        Ok(Session { via_cookie: true, ..session })
     }
 }
 
@@ -76,14 +81,14 @@ fn session_cookie(parts: &Parts) -> Option<&str> {
 
 /// A request's `Origin`, when present, must be the server's own: `PARLEY_PUBLIC_URL`, or else the
 /// origin the `Host` header names.
-pub fn origin_allowed(parts: &Parts, config: &Config) -> bool {
-    let Some(origin) = parts.headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+pub fn origin_allowed(headers: &HeaderMap, config: &Config) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
         return true;
     };
     if let Some(public) = &config.public_url {
         return origin == public;
     }
-    let Some(host) = parts.headers.get(header::HOST).and_then(|v| v.to_str().ok()) else {
+    let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else {
         return false;
     };
     origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://")) == Some(host)

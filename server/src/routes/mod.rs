@@ -15,6 +15,7 @@ use utoipa::{
 use crate::{error::ApiError, state::AppState};
 
 pub mod auth;
+pub mod chats;
 pub mod instance;
 
 #[derive(OpenApi)]
@@ -23,6 +24,7 @@ pub mod instance;
     paths(
         auth::signup, auth::verify, auth::resend, auth::login, auth::logout, auth::me,
         instance::instance, instance::healthz,
+        chats::start_chat, chats::list_chats, chats::history, chats::sync, crate::ws::upgrade,
     ),
     modifiers(&SessionAuth),
 )]
@@ -57,6 +59,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(auth::router())
         .merge(instance::router())
+        .merge(chats::router())
         .route("/api/v1/openapi.json", get(openapi_json))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body))

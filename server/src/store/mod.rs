@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 
 mod postgres;
-mod sql;
+pub(crate) mod sql;
 mod sqlite;
 
 pub use postgres::PgStore;
@@ -20,6 +20,9 @@ pub enum StoreError {
     Database(#[source] sqlx::Error),
     #[error("migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A row breaks an invariant of the schema.
+    #[error("inconsistent data: {0}")]
+    Corrupt(String),
     #[error("unsupported database URL (expected postgres:// or sqlite://): {0}")]
     UnsupportedUrl(String),
 }
@@ -109,6 +112,92 @@ pub struct SessionRecord {
     pub revoked_at: Option<Millis>,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct MessageRecord {
+    pub id: i64,
+    pub chat_id: i64,
+    pub seq: i64,
+    pub sender_id: i64,
+    pub client_id: String,
+    pub body: String,
+    pub created_at: Millis,
+}
+
+/// A chat as one of its members sees it.
+#[derive(Debug, Clone)]
+pub struct ChatSummary {
+    pub chat_id: i64,
+    pub friend_id: i64,
+    pub friend_email: String,
+    pub friend_display_name: String,
+    pub friend_last_seen_at: Option<Millis>,
+    pub last_message: Option<MessageRecord>,
+    pub unread_count: i64,
+    pub read_up_to: i64,
+    pub friend_read_up_to: i64,
+}
+
+/// A position in one user's event stream, handed out by a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventPos {
+    pub user_id: i64,
+    pub pos: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventKind {
+    Message(MessageRecord),
+    ChatCreated,
+    Read { reader_id: i64, up_to: i64 },
+}
+
+/// One entry of a user's event stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRecord {
+    pub pos: i64,
+    pub chat_id: i64,
+    pub kind: EventKind,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewChat {
+    pub chat_id: i64,
+    /// Empty when the chat already existed.
+    pub events: Vec<EventPos>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewMessage<'a> {
+    pub chat_id: i64,
+    pub sender_id: i64,
+    pub client_id: &'a str,
+    pub body: &'a str,
+    pub now: Millis,
+}
+
+#[derive(Debug, Clone)]
+pub enum SendOutcome {
+    /// Committed now; `events` are the members' new stream positions.
+    Created { message: MessageRecord, events: Vec<EventPos> },
+    /// Committed before under the same `client_id`; `cursor` is the sender's position for it.
+    Duplicate { message: MessageRecord, cursor: i64 },
+    /// The `client_id` names another message of this sender.
+    ClientIdReused,
+    /// No such chat, or the sender is not a member.
+    NotMember,
+}
+
+#[derive(Debug, Clone)]
+pub enum ReadOutcome {
+    Updated {
+        up_to: i64,
+        events: Vec<EventPos>,
+    },
+    /// The marker was already there (or past it).
+    Unchanged,
+    NotMember,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Which backend this is, for logs and `/healthz`.
@@ -140,6 +229,29 @@ pub trait Store: Send + Sync + 'static {
     /// Records use and slides the expiry forward.
     async fn touch_session(&self, id: i64, now: Millis, expires_at: Millis) -> StoreResult<()>;
     async fn revoke_session(&self, id: i64, now: Millis) -> StoreResult<()>;
+
+    /// The chat between two users, created with a `chat_created` event for both if it is new.
+    async fn create_chat(&self, a: i64, b: i64, now: Millis) -> StoreResult<NewChat>;
+    /// The user's chats, most recent activity first.
+    async fn chats_for_user(&self, user_id: i64) -> StoreResult<Vec<ChatSummary>>;
+    /// One chat, if the user is a member.
+    async fn chat_for_user(&self, chat_id: i64, user_id: i64) -> StoreResult<Option<ChatSummary>>;
+    async fn member_ids(&self, chat_id: i64) -> StoreResult<Vec<i64>>;
+    /// Everyone who shares a chat with the user.
+    async fn friend_ids(&self, user_id: i64) -> StoreResult<Vec<i64>>;
+    /// Messages with `seq < before`, newest first.
+    async fn messages_before(&self, chat_id: i64, before: i64, limit: i64) -> StoreResult<Vec<MessageRecord>>;
+    /// Stores a message exactly once per `(sender, client_id)`, with the chat's next `seq` and an
+    /// event for every member, in one transaction.
+    async fn send_message(&self, message: NewMessage<'_>) -> StoreResult<SendOutcome>;
+    /// Moves the user's read marker forward (never past the last message) with a `read` event for
+    /// every member.
+    async fn mark_read(&self, chat_id: i64, user_id: i64, up_to: i64, now: Millis) -> StoreResult<ReadOutcome>;
+    /// The user's current cursor: the position of their newest event.
+    async fn cursor(&self, user_id: i64) -> StoreResult<i64>;
+    /// The user's events after `since`, oldest first.
+    async fn events_since(&self, user_id: i64, since: i64, limit: i64) -> StoreResult<Vec<EventRecord>>;
+    async fn set_last_seen(&self, user_id: i64, at: Millis) -> StoreResult<()>;
 
     /// Deletes expired or revoked sessions and signups created before `signups_before`.
     async fn purge(&self, now: Millis, signups_before: Millis) -> StoreResult<u64>;

@@ -7,8 +7,8 @@ use sqlx::{
 };
 
 use super::{
-    sql::impl_store, CodeRenewal, Millis, NewSession, NewUser, SessionRecord, SignupRecord, StoreError, StoreResult,
-    UserRecord,
+    sql::{chat_query, impl_store},
+    StoreError, StoreResult,
 };
 
 pub struct PgStore {

@@ -5,8 +5,116 @@
 /// Implements `Store` for a type with `reader()` and `writer()` pools of database `$db`.
 macro_rules! impl_store {
     ($store:ty, $db:ty, $backend:literal) => {
+        // A block of its own, so the glob import stays inside the expansion.
+        const _: () = {
+        use $crate::store::*;
+        use $crate::store::sql::{ChatRow, EventRow};
+
+        impl $store {
+            /// Appends one event to each user's stream. The counter update locks the user's row
+            /// until commit, so positions become visible in order; users are taken in ascending
+            /// id order, so concurrent writers cannot deadlock.
+            async fn push_events(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                user_ids: &[i64],
+                kind: &str,
+                chat_id: i64,
+                message_id: Option<i64>,
+                reader: Option<(i64, i64)>,
+                now: Millis,
+            ) -> StoreResult<Vec<EventPos>> {
+                let mut sorted = user_ids.to_vec();
+                sorted.sort_unstable();
+                sorted.dedup();
+                let mut events = Vec::with_capacity(sorted.len());
+                for user_id in sorted {
+                    let (pos,): (i64,) = sqlx::query_as(
+                        "UPDATE users SET last_event_pos = last_event_pos + 1 WHERE id = $1 RETURNING last_event_pos",
+                    )
+                    .bind(user_id)
+                    .fetch_one(&mut **tx)
+                    .await?;
+                    sqlx::query(
+                        "INSERT INTO events (user_id, pos, kind, chat_id, message_id, reader_id, up_to, created_at)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                    )
+                    .bind(user_id)
+                    .bind(pos)
+                    .bind(kind)
+                    .bind(chat_id)
+                    .bind(message_id)
+                    .bind(reader.map(|r| r.0))
+                    .bind(reader.map(|r| r.1))
+                    .bind(now)
+                    .execute(&mut **tx)
+                    .await?;
+                    events.push(EventPos { user_id, pos });
+                }
+                Ok(events)
+            }
+
+            async fn find_by_client_id(&self, sender_id: i64, client_id: &str) -> StoreResult<Option<MessageRecord>> {
+                Ok(sqlx::query_as::<$db, MessageRecord>("SELECT * FROM messages WHERE sender_id = $1 AND client_id = $2")
+                    .bind(sender_id)
+                    .bind(client_id)
+                    .fetch_optional(self.writer())
+                    .await?)
+            }
+
+            /// One attempt at storing a new message; `Conflict` if its `client_id` was taken meanwhile.
+            async fn insert_message(&self, m: &NewMessage<'_>) -> StoreResult<SendOutcome> {
+                let mut tx = self.writer().begin().await?;
+                let seq: Option<(i64,)> = sqlx::query_as(
+                    "UPDATE chats SET last_seq = last_seq + 1, last_activity_at = $2
+                     WHERE id = $1 AND EXISTS (SELECT 1 FROM chat_members WHERE chat_id = $1 AND user_id = $3)
+                     RETURNING last_seq",
+                )
+                .bind(m.chat_id)
+                .bind(m.now)
+                .bind(m.sender_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some((seq,)) = seq else {
+                    return Ok(SendOutcome::NotMember);
+                };
+                let message = sqlx::query_as::<$db, MessageRecord>(
+                    "INSERT INTO messages (chat_id, seq, sender_id, client_id, body, created_at)
+                     VALUES ($1, $2, $3, $4, $5, $6) RETURNING *",
+                )
+                .bind(m.chat_id)
+                .bind(seq)
+                .bind(m.sender_id)
+                .bind(m.client_id)
+                .bind(m.body)
+                .bind(m.now)
+                .fetch_one(&mut *tx)
+                .await?;
+                let members: Vec<(i64,)> = sqlx::query_as("SELECT user_id FROM chat_members WHERE chat_id = $1")
+                    .bind(m.chat_id)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                let members: Vec<i64> = members.into_iter().map(|(id,)| id).collect();
+                let events =
+                    Self::push_events(&mut tx, &members, "message", m.chat_id, Some(message.id), None, m.now).await?;
+                tx.commit().await?;
+                Ok(SendOutcome::Created { message, events })
+            }
+
+            async fn duplicate_outcome(&self, m: &NewMessage<'_>, existing: MessageRecord) -> StoreResult<SendOutcome> {
+                if existing.chat_id != m.chat_id || existing.body != m.body {
+                    return Ok(SendOutcome::ClientIdReused);
+                }
+                let (cursor,): (i64,) = sqlx::query_as("SELECT pos FROM events WHERE user_id = $1 AND message_id = $2")
+                    .bind(m.sender_id)
+                    .bind(existing.id)
+                    .fetch_one(self.writer())
+                    .await?;
+                Ok(SendOutcome::Duplicate { message: existing, cursor })
+            }
+        }
+
         #[async_trait::async_trait]
-        impl $crate::store::Store for $store {
+        impl Store for $store {
             fn backend(&self) -> &'static str {
                 $backend
             }
@@ -199,6 +307,179 @@ macro_rules! impl_store {
             }
 
             #[tracing::instrument(skip_all)]
+            async fn create_chat(&self, a: i64, b: i64, now: Millis) -> StoreResult<NewChat> {
+                let pair_key = format!("{}:{}", a.min(b), a.max(b));
+                let mut tx = self.writer().begin().await?;
+                let inserted: Option<(i64,)> = sqlx::query_as(
+                    "INSERT INTO chats (pair_key, last_seq, last_activity_at, created_at) VALUES ($1, 0, $2, $2)
+                     ON CONFLICT (pair_key) DO NOTHING RETURNING id",
+                )
+                .bind(&pair_key)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some((chat_id,)) = inserted else {
+                    let (chat_id,): (i64,) = sqlx::query_as("SELECT id FROM chats WHERE pair_key = $1")
+                        .bind(&pair_key)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                    return Ok(NewChat { chat_id, events: Vec::new() });
+                };
+                for user_id in [a, b] {
+                    sqlx::query("INSERT INTO chat_members (chat_id, user_id, read_up_to, joined_at) VALUES ($1, $2, 0, $3)")
+                        .bind(chat_id)
+                        .bind(user_id)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                let events = Self::push_events(&mut tx, &[a, b], "chat_created", chat_id, None, None, now).await?;
+                tx.commit().await?;
+                Ok(NewChat { chat_id, events })
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn chats_for_user(&self, user_id: i64) -> StoreResult<Vec<ChatSummary>> {
+                let rows = sqlx::query_as::<$db, ChatRow>(chat_query!(""))
+                    .bind(user_id)
+                    .fetch_all(self.reader())
+                    .await?;
+                Ok(rows.into_iter().map(ChatRow::into_summary).collect())
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn chat_for_user(&self, chat_id: i64, user_id: i64) -> StoreResult<Option<ChatSummary>> {
+                let row = sqlx::query_as::<$db, ChatRow>(chat_query!("AND c.id = $2"))
+                    .bind(user_id)
+                    .bind(chat_id)
+                    .fetch_optional(self.reader())
+                    .await?;
+                Ok(row.map(ChatRow::into_summary))
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn member_ids(&self, chat_id: i64) -> StoreResult<Vec<i64>> {
+                let rows: Vec<(i64,)> = sqlx::query_as("SELECT user_id FROM chat_members WHERE chat_id = $1")
+                    .bind(chat_id)
+                    .fetch_all(self.reader())
+                    .await?;
+                Ok(rows.into_iter().map(|(id,)| id).collect())
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn friend_ids(&self, user_id: i64) -> StoreResult<Vec<i64>> {
+                let rows: Vec<(i64,)> = sqlx::query_as(
+                    "SELECT DISTINCT o.user_id FROM chat_members m
+                     JOIN chat_members o ON o.chat_id = m.chat_id AND o.user_id <> m.user_id
+                     WHERE m.user_id = $1",
+                )
+                .bind(user_id)
+                .fetch_all(self.reader())
+                .await?;
+                Ok(rows.into_iter().map(|(id,)| id).collect())
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn messages_before(&self, chat_id: i64, before: i64, limit: i64) -> StoreResult<Vec<MessageRecord>> {
+                Ok(sqlx::query_as::<$db, MessageRecord>(
+                    "SELECT * FROM messages WHERE chat_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3",
+                )
+                .bind(chat_id)
+                .bind(before)
+                .bind(limit)
+                .fetch_all(self.reader())
+                .await?)
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn send_message(&self, m: NewMessage<'_>) -> StoreResult<SendOutcome> {
+                if let Some(existing) = self.find_by_client_id(m.sender_id, m.client_id).await? {
+                    return self.duplicate_outcome(&m, existing).await;
+                }
+                match self.insert_message(&m).await {
+                    // A concurrent send with the same client_id committed first.
+                    Err(StoreError::Conflict) => {
+                        let existing = self.find_by_client_id(m.sender_id, m.client_id).await?.ok_or(StoreError::Conflict)?;
+                        self.duplicate_outcome(&m, existing).await
+                    }
+                    other => other,
+                }
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn mark_read(&self, chat_id: i64, user_id: i64, up_to: i64, now: Millis) -> StoreResult<ReadOutcome> {
+                let mut tx = self.writer().begin().await?;
+                let updated: Option<(i64,)> = sqlx::query_as(
+                    "UPDATE chat_members
+                     SET read_up_to = (SELECT CASE WHEN last_seq < $3 THEN last_seq ELSE $3 END FROM chats WHERE id = $1)
+                     WHERE chat_id = $1 AND user_id = $2
+                       AND read_up_to < (SELECT CASE WHEN last_seq < $3 THEN last_seq ELSE $3 END FROM chats WHERE id = $1)
+                     RETURNING read_up_to",
+                )
+                .bind(chat_id)
+                .bind(user_id)
+                .bind(up_to)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some((up_to,)) = updated else {
+                    let member: Option<(i64,)> =
+                        sqlx::query_as("SELECT user_id FROM chat_members WHERE chat_id = $1 AND user_id = $2")
+                            .bind(chat_id)
+                            .bind(user_id)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                    tx.commit().await?;
+                    return Ok(if member.is_some() { ReadOutcome::Unchanged } else { ReadOutcome::NotMember });
+                };
+                let members: Vec<(i64,)> = sqlx::query_as("SELECT user_id FROM chat_members WHERE chat_id = $1")
+                    .bind(chat_id)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                let members: Vec<i64> = members.into_iter().map(|(id,)| id).collect();
+                let events =
+                    Self::push_events(&mut tx, &members, "read", chat_id, None, Some((user_id, up_to)), now).await?;
+                tx.commit().await?;
+                Ok(ReadOutcome::Updated { up_to, events })
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn cursor(&self, user_id: i64) -> StoreResult<i64> {
+                let (pos,): (i64,) = sqlx::query_as("SELECT last_event_pos FROM users WHERE id = $1")
+                    .bind(user_id)
+                    .fetch_one(self.reader())
+                    .await?;
+                Ok(pos)
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn events_since(&self, user_id: i64, since: i64, limit: i64) -> StoreResult<Vec<EventRecord>> {
+                let rows = sqlx::query_as::<$db, EventRow>(
+                    "SELECT e.pos, e.kind, e.chat_id, e.reader_id, e.up_to,
+                            m.id AS m_id, m.seq AS m_seq, m.sender_id AS m_sender_id, m.client_id AS m_client_id,
+                            m.body AS m_body, m.created_at AS m_created_at
+                     FROM events e LEFT JOIN messages m ON m.id = e.message_id
+                     WHERE e.user_id = $1 AND e.pos > $2 ORDER BY e.pos LIMIT $3",
+                )
+                .bind(user_id)
+                .bind(since)
+                .bind(limit)
+                .fetch_all(self.reader())
+                .await?;
+                rows.into_iter().map(EventRow::into_record).collect()
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn set_last_seen(&self, user_id: i64, at: Millis) -> StoreResult<()> {
+                sqlx::query("UPDATE users SET last_seen_at = $2 WHERE id = $1")
+                    .bind(user_id)
+                    .bind(at)
+                    .execute(self.writer())
+                    .await?;
+                Ok(())
+            }
+
+            #[tracing::instrument(skip_all)]
             async fn purge(&self, now: Millis, signups_before: Millis) -> StoreResult<u64> {
                 let mut tx = self.writer().begin().await?;
                 let sessions = sqlx::query("DELETE FROM sessions WHERE expires_at < $1 OR revoked_at IS NOT NULL")
@@ -213,7 +494,115 @@ macro_rules! impl_store {
                 Ok(sessions.rows_affected() + signups.rows_affected())
             }
         }
+        };
     };
 }
 
-pub(crate) use impl_store;
+/// The chat list query for member `$1`; `$filter` narrows it (e.g. to one chat, `$2`).
+macro_rules! chat_query {
+    ($filter:literal) => {
+        concat!(
+            "SELECT c.id AS chat_id, me.read_up_to, other.read_up_to AS friend_read_up_to,
+                    u.id AS friend_id, u.email AS friend_email, u.display_name AS friend_display_name,
+                    u.last_seen_at AS friend_last_seen_at,
+                    (SELECT COUNT(*) FROM messages x
+                     WHERE x.chat_id = c.id AND x.seq > me.read_up_to AND x.sender_id <> $1) AS unread_count,
+                    lm.id AS m_id, lm.seq AS m_seq, lm.sender_id AS m_sender_id, lm.client_id AS m_client_id,
+                    lm.body AS m_body, lm.created_at AS m_created_at
+             FROM chat_members me
+             JOIN chats c ON c.id = me.chat_id
+             JOIN chat_members other ON other.chat_id = c.id AND other.user_id <> me.user_id
+             JOIN users u ON u.id = other.user_id
+             LEFT JOIN messages lm ON lm.chat_id = c.id AND lm.seq = c.last_seq
+             WHERE me.user_id = $1 ",
+            $filter,
+            " ORDER BY c.last_activity_at DESC, c.id DESC"
+        )
+    };
+}
+
+/// Message columns of a LEFT JOIN, prefixed `m_`: all present or all absent.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct JoinedMessage {
+    m_id: Option<i64>,
+    m_seq: Option<i64>,
+    m_sender_id: Option<i64>,
+    m_client_id: Option<String>,
+    m_body: Option<String>,
+    m_created_at: Option<i64>,
+}
+
+impl JoinedMessage {
+    fn into_record(self, chat_id: i64) -> Option<super::MessageRecord> {
+        Some(super::MessageRecord {
+            id: self.m_id?,
+            chat_id,
+            seq: self.m_seq?,
+            sender_id: self.m_sender_id?,
+            client_id: self.m_client_id?,
+            body: self.m_body?,
+            created_at: self.m_created_at?,
+        })
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct ChatRow {
+    chat_id: i64,
+    read_up_to: i64,
+    friend_read_up_to: i64,
+    friend_id: i64,
+    friend_email: String,
+    friend_display_name: String,
+    friend_last_seen_at: Option<i64>,
+    unread_count: i64,
+    #[sqlx(flatten)]
+    last_message: JoinedMessage,
+}
+
+impl ChatRow {
+    pub(crate) fn into_summary(self) -> super::ChatSummary {
+        super::ChatSummary {
+            chat_id: self.chat_id,
+            friend_id: self.friend_id,
+            friend_email: self.friend_email,
+            friend_display_name: self.friend_display_name,
+            friend_last_seen_at: self.friend_last_seen_at,
+            last_message: self.last_message.into_record(self.chat_id),
+            unread_count: self.unread_count,
+            read_up_to: self.read_up_to,
+            friend_read_up_to: self.friend_read_up_to,
+        }
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct EventRow {
+    pos: i64,
+    kind: String,
+    chat_id: i64,
+    reader_id: Option<i64>,
+    up_to: Option<i64>,
+    #[sqlx(flatten)]
+    message: JoinedMessage,
+}
+
+impl EventRow {
+    pub(crate) fn into_record(self) -> super::StoreResult<super::EventRecord> {
+        use super::EventKind;
+        let corrupt =
+            || super::StoreError::Corrupt(format!("event {} of kind {:?} lacks its data", self.pos, self.kind));
+        let kind = match self.kind.as_str() {
+            "message" => EventKind::Message(self.message.into_record(self.chat_id).ok_or_else(corrupt)?),
+            "chat_created" => EventKind::ChatCreated,
+            "read" => EventKind::Read {
+                reader_id: self.reader_id.ok_or_else(corrupt)?,
+                up_to: self.up_to.ok_or_else(corrupt)?,
+            },
+            _ => return Err(corrupt()),
+        };
+        Ok(super::EventRecord { pos: self.pos, chat_id: self.chat_id, kind })
+    }
+}
+
+pub(crate) use {chat_query, impl_store};

@@ -7,8 +7,8 @@ use sqlx::{
 };
 
 use super::{
-    sql::impl_store, CodeRenewal, Millis, NewSession, NewUser, SessionRecord, SignupRecord, StoreError, StoreResult,
-    UserRecord,
+    sql::{chat_query, impl_store},
+    StoreError, StoreResult,
 };
 
 /// SQLite allows one writer at a time. Writes go through a single connection, so they queue in

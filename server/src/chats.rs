@@ -1,0 +1,237 @@
+//! Chat flows as plain functions over the app state, shared by the REST routes and the WebSocket:
+//! starting chats, listing them, history, sending, read markers, sync, presence.
+use parley_common::{Chat, ChatList, Event, Friend, Message, MessagePage, ServerFrame, SyncBatch};
+
+use crate::{
+    clock::{now_millis, rfc3339},
+    domain::Email,
+    error::{ApiError, ApiResult},
+    ratelimit::{take_all, Bucket},
+    relay::{ConnId, Outbound},
+    state::AppState,
+    store::{ChatSummary, EventKind, EventPos, EventRecord, MessageRecord, NewMessage, ReadOutcome, SendOutcome},
+};
+
+/// Largest page of history or sync events one request returns.
+pub const MAX_PAGE: i64 = 100;
+
+pub fn message_view(m: &MessageRecord) -> Message {
+    Message {
+        id: m.id,
+        chat_id: m.chat_id,
+        seq: m.seq,
+        sender_id: m.sender_id,
+        client_id: m.client_id.clone(),
+        body: m.body.clone(),
+        created_at: rfc3339(m.created_at),
+    }
+}
+
+pub fn chat_view(state: &AppState, c: ChatSummary) -> Chat {
+    Chat {
+        id: c.chat_id,
+        friend: Friend {
+            id: c.friend_id,
+            email: c.friend_email,
+            display_name: c.friend_display_name,
+            online: state.relay.is_online(c.friend_id),
+            last_seen: c.friend_last_seen_at.map(rfc3339),
+        },
+        last_message: c.last_message.as_ref().map(message_view),
+        unread_count: c.unread_count,
+        read_up_to: c.read_up_to,
+        friend_read_up_to: c.friend_read_up_to,
+    }
+}
+
+/// Cursors are positions in the user's event stream, written as decimal strings; clients treat
+/// them as opaque.
+pub fn cursor_string(pos: i64) -> String {
+    pos.to_string()
+}
+
+pub fn parse_cursor(cursor: Option<&str>) -> ApiResult<i64> {
+    match cursor.map(str::trim).filter(|c| !c.is_empty()) {
+        None => Ok(0),
+        Some(c) => c
+            .parse::<i64>()
+            .ok()
+            .filter(|pos| *pos >= 0)
+            .ok_or_else(|| ApiError::invalid("invalid_cursor", "the cursor is not one this server gave out")),
+    }
+}
+
+/// `POST /chats`: the chat with the owner of `email`, created (and announced to both) if new.
+pub async fn start_chat(state: &AppState, user_id: i64, email: &str) -> ApiResult<(Chat, bool)> {
+    take_all(&*state.limiter, &[(Bucket::NewChatPerUser, &user_id.to_string())]).await?;
+    let email = Email::parse(email)?;
+    let friend = state.store.user_by_email(email.as_str()).await?.ok_or(ApiError::UserNotFound)?;
+    if friend.id == user_id {
+        return Err(ApiError::invalid("cannot_chat_with_self", "you cannot start a chat with yourself"));
+    }
+    let created = state.store.create_chat(user_id, friend.id, now_millis()).await?;
+    for EventPos { user_id: member, pos } in &created.events {
+        if let Some(chat) = state.store.chat_for_user(created.chat_id, *member).await? {
+            let event = Event::ChatCreated { cursor: cursor_string(*pos), chat: chat_view(state, chat) };
+            state.relay.deliver(*member, Outbound::Event { pos: *pos, event, origin: None }, None);
+        }
+    }
+    let chat = state.store.chat_for_user(created.chat_id, user_id).await?.ok_or(ApiError::ChatNotFound)?;
+    Ok((chat_view(state, chat), !created.events.is_empty()))
+}
+
+pub async fn list_chats(state: &AppState, user_id: i64) -> ApiResult<ChatList> {
+    // The cursor first: the list is at least as new as it, so going live from it leaves no gap.
+    let cursor = state.store.cursor(user_id).await?;
+    let chats = state.store.chats_for_user(user_id).await?;
+    Ok(ChatList { chats: chats.into_iter().map(|c| chat_view(state, c)).collect(), cursor: cursor_string(cursor) })
+}
+
+pub async fn history(
+    state: &AppState,
+    user_id: i64,
+    chat_id: i64,
+    before: Option<i64>,
+    limit: Option<i64>,
+) -> ApiResult<MessagePage> {
+    let limit = limit.unwrap_or(50);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::invalid("invalid_limit", format!("limit must be between 1 and {MAX_PAGE}")));
+    }
+    let cursor = state.store.cursor(user_id).await?;
+    if !state.store.member_ids(chat_id).await?.contains(&user_id) {
+        return Err(ApiError::ChatNotFound);
+    }
+    let mut messages = state.store.messages_before(chat_id, before.unwrap_or(i64::MAX), limit + 1).await?;
+    let more = messages.len() as i64 > limit;
+    messages.truncate(limit as usize);
+    Ok(MessagePage { messages: messages.iter().map(message_view).collect(), more, cursor: cursor_string(cursor) })
+}
+
+/// The user's events after `since`, rendered exactly as their live frames.
+pub async fn sync(state: &AppState, user_id: i64, since: i64, limit: Option<i64>) -> ApiResult<SyncBatch> {
+    let limit = limit.unwrap_or(MAX_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::invalid("invalid_limit", format!("limit must be between 1 and {MAX_PAGE}")));
+    }
+    let mut records = state.store.events_since(user_id, since, limit + 1).await?;
+    let more = records.len() as i64 > limit;
+    records.truncate(limit as usize);
+    let next = records.last().map_or(since, |r| r.pos);
+    let mut events = Vec::with_capacity(records.len());
+    for record in records {
+        events.push(render_event(state, user_id, record).await?);
+    }
+    Ok(SyncBatch { events, next: cursor_string(next), more })
+}
+
+/// A stored event as the frame that carries it live.
+pub async fn render_event(state: &AppState, user_id: i64, record: EventRecord) -> ApiResult<Event> {
+    let cursor = cursor_string(record.pos);
+    Ok(match record.kind {
+        EventKind::Message(m) => Event::Message { cursor, message: message_view(&m) },
+        EventKind::ChatCreated => {
+            let chat = state.store.chat_for_user(record.chat_id, user_id).await?.ok_or(ApiError::ChatNotFound)?;
+            Event::ChatCreated { cursor, chat: chat_view(state, chat) }
+        }
+        EventKind::Read { reader_id, up_to } => {
+            Event::Read { cursor, chat_id: record.chat_id, user_id: reader_id, up_to }
+        }
+    })
+}
+
+/// A `send` frame's failure, told to the sender with the frame's `client_id`.
+#[derive(Debug)]
+pub struct SendError {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl From<ApiError> for SendError {
+    fn from(err: ApiError) -> Self {
+        if let ApiError::Internal(detail) = &err {
+            tracing::error!(error = %detail, "send failed");
+        }
+        SendError { code: err.code(), message: err.to_string() }
+    }
+}
+
+/// Stores a message once and relays it: `message` to every connection of every member except
+/// `origin`, which gets the `ack`.
+pub async fn send(
+    state: &AppState,
+    user_id: i64,
+    origin: ConnId,
+    chat_id: i64,
+    client_id: &str,
+    body: &str,
+) -> Result<(), SendError> {
+    if uuid::Uuid::parse_str(client_id).is_err() {
+        return Err(ApiError::invalid("invalid_client_id", "client_id must be a UUID").into());
+    }
+    if body.trim().is_empty() {
+        return Err(ApiError::invalid("empty_message", "a message needs some text").into());
+    }
+    let max = state.config.max_message_bytes;
+    if body.len() > max {
+        return Err(ApiError::invalid("message_too_large", format!("a message may have at most {max} bytes")).into());
+    }
+    take_all(&*state.limiter, &[(Bucket::MessagesPerUser, &user_id.to_string())]).await?;
+    let new = NewMessage { chat_id, sender_id: user_id, client_id, body, now: now_millis() };
+    match state.store.send_message(new).await.map_err(ApiError::from)? {
+        SendOutcome::Created { message, events } => {
+            let view = message_view(&message);
+            for EventPos { user_id: member, pos } in events {
+                let event = Event::Message { cursor: cursor_string(pos), message: view.clone() };
+                state.relay.deliver(member, Outbound::Event { pos, event, origin: Some(origin) }, None);
+            }
+            Ok(())
+        }
+        SendOutcome::Duplicate { message, cursor } => {
+            // Only the sending connection hears of it again: an ack, nothing new for anyone else.
+            let event = Event::Message { cursor: cursor_string(cursor), message: message_view(&message) };
+            state.relay.deliver_to(user_id, origin, Outbound::Event { pos: cursor, event, origin: Some(origin) });
+            Ok(())
+        }
+        SendOutcome::ClientIdReused => {
+            Err(SendError { code: "client_id_reused", message: "this client_id was used for another message".into() })
+        }
+        SendOutcome::NotMember => Err(ApiError::ChatNotFound.into()),
+    }
+}
+
+/// Moves the user's read marker and tells every connection of both members.
+pub async fn mark_read(state: &AppState, user_id: i64, chat_id: i64, up_to: i64) -> ApiResult<()> {
+    match state.store.mark_read(chat_id, user_id, up_to, now_millis()).await? {
+        ReadOutcome::Updated { up_to, events } => {
+            for EventPos { user_id: member, pos } in events {
+                let event = Event::Read { cursor: cursor_string(pos), chat_id, user_id, up_to };
+                state.relay.deliver(member, Outbound::Event { pos, event, origin: None }, None);
+            }
+            Ok(())
+        }
+        ReadOutcome::Unchanged => Ok(()),
+        ReadOutcome::NotMember => Err(ApiError::ChatNotFound),
+    }
+}
+
+/// Tells the other members that the user is typing (never kept, never replayed).
+pub async fn typing(state: &AppState, user_id: i64, chat_id: i64) -> ApiResult<()> {
+    let members = state.store.member_ids(chat_id).await?;
+    if !members.contains(&user_id) {
+        return Err(ApiError::ChatNotFound);
+    }
+    for member in members.into_iter().filter(|m| *m != user_id) {
+        state.relay.deliver(member, Outbound::Frame(ServerFrame::Typing { chat_id, user_id }), None);
+    }
+    Ok(())
+}
+
+/// Tells the user's friends that they came online or went offline.
+pub async fn announce_presence(state: &AppState, user_id: i64, online: bool, last_seen: Option<i64>) -> ApiResult<()> {
+    let frame = ServerFrame::Presence { user_id, online, last_seen: last_seen.map(rfc3339) };
+    for friend in state.store.friend_ids(user_id).await? {
+        state.relay.deliver(friend, Outbound::Frame(frame.clone()), None);
+    }
+    Ok(())
+}

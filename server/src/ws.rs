@@ -1,0 +1,365 @@
+//! `GET /api/v1/ws`: one task pair per socket. The receive side turns client frames into calls
+//! of `chats`; the send side writes the connection's queue to the socket, keeping the user's
+//! events in cursor order with no gap (it fills a gap from the store), and pings.
+use std::{
+    collections::HashMap,
+    num::NonZeroU32,
+    sync::{
+        atomic::{AtomicI64, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use axum::{
+    extract::{
+        ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade},
+        State,
+    },
+    http::HeaderMap,
+    response::Response,
+};
+use futures_util::{stream::SplitSink, SinkExt, StreamExt};
+use governor::{DefaultDirectRateLimiter, Quota};
+use parley_common::{ws::close, ClientFrame, Event, ServerFrame};
+use tokio::sync::mpsc;
+
+use crate::{
+    accounts::user_view,
+    chats::{self, cursor_string, parse_cursor},
+    clock::now_millis,
+    error::{ApiError, ApiResult},
+    relay::{next_conn_id, ConnHandle, ConnId, Kick, Outbound},
+    state::{origin_allowed, AppState, Session},
+    store::UserRecord,
+};
+
+/// Bad frames a connection may send in a row before it is closed.
+const MAX_BAD_FRAMES_IN_A_ROW: u32 = 20;
+/// `typing` frames for one chat closer together than this are dropped.
+const TYPING_EVERY: Duration = Duration::from_secs(2);
+
+/// Opens the socket for the session's user (cookie sessions only from the server's own origin).
+#[utoipa::path(get, path = "/api/v1/ws", tag = "realtime",
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 101, description = "WebSocket; frames are described in docs/PROTOCOL.md"),
+        (status = 401, description = "`unauthorized`", body = parley_common::ErrorBody),
+        (status = 403, description = "`forbidden_origin`", body = parley_common::ErrorBody),
+    ))]
+pub async fn upgrade(
+    State(state): State<AppState>,
+    session: Session,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> ApiResult<Response> {
+    if session.via_cookie && !origin_allowed(&headers, &state.config) {
+        return Err(ApiError::ForbiddenOrigin);
+    }
+    let user = state.store.user_by_id(session.user_id).await?.ok_or(ApiError::Unauthorized)?;
+    // Room for a body of the largest size even if JSON escaping inflates it several times.
+    let max_frame = state.config.max_message_bytes * 6 + 1024;
+    Ok(ws
+        .max_message_size(max_frame)
+        .max_frame_size(max_frame)
+        .on_upgrade(move |socket| run(state, session, user, socket)))
+}
+
+async fn run(state: AppState, session: Session, user: UserRecord, socket: WebSocket) {
+    let (mut sink, stream) = socket.split();
+    let (queue, queue_rx) = mpsc::channel(state.config.ws_queue_len.max(1));
+    let kick = Arc::new(Kick::default());
+    let conn_id = next_conn_id();
+    let user_id = user.id;
+    let came_online = state.relay.register(
+        user_id,
+        ConnHandle { id: conn_id, session_id: session.id, queue: queue.clone(), kick: kick.clone() },
+    );
+
+    // Registered first, cursor second: whatever commits after this read reaches the queue.
+    let hello = match state.store.cursor(user_id).await {
+        Ok(cursor) => Some((cursor, ServerFrame::Hello { user: user_view(&user), cursor: cursor_string(cursor) })),
+        Err(err) => {
+            tracing::error!(error = %err, "reading the cursor for hello");
+            None
+        }
+    };
+    if let Some((cursor, hello)) = hello {
+        if send_frame(&mut sink, &hello).await.is_ok() {
+            if came_online {
+                if let Err(err) = chats::announce_presence(&state, user_id, true, None).await {
+                    tracing::warn!(error = %err, "announcing presence");
+                }
+            }
+            let last_heard = Arc::new(AtomicI64::new(now_millis()));
+            let sender = Sender { state: state.clone(), conn_id, user_id, delivered: cursor, sink };
+            let receiver = Receiver {
+                state: state.clone(),
+                conn_id,
+                user_id,
+                queue,
+                kick: kick.clone(),
+                last_heard: last_heard.clone(),
+                frames: DefaultDirectRateLimiter::direct(frame_quota(state.config.ws_frames_per_sec)),
+                bad_in_a_row: 0,
+                last_typing: HashMap::new(),
+            };
+            let send = sender.run(queue_rx, &kick, &last_heard);
+            tokio::pin!(send);
+            tokio::select! {
+                () = &mut send => {}
+                () = receiver.run(stream) => {
+                    // Kicked by the receive side (a flood): the send side writes the close frame.
+                    if kick.is_kicked() {
+                        let _ = tokio::time::timeout(Duration::from_secs(1), send).await;
+                    }
+                }
+            }
+        }
+    }
+
+    if state.relay.unregister(user_id, conn_id) {
+        let now = now_millis();
+        if let Err(err) = state.store.set_last_seen(user_id, now).await {
+            tracing::warn!(error = %err, "recording last seen");
+        }
+        if let Err(err) = chats::announce_presence(&state, user_id, false, Some(now)).await {
+            tracing::warn!(error = %err, "announcing presence");
+        }
+    }
+}
+
+fn frame_quota(per_sec: u32) -> Quota {
+    let per_sec = NonZeroU32::new(per_sec.max(1)).expect("at least one");
+    Quota::per_second(per_sec).allow_burst(per_sec.saturating_mul(NonZeroU32::new(2).expect("two")))
+}
+
+type Sink = SplitSink<WebSocket, WsMessage>;
+
+async fn send_frame(sink: &mut Sink, frame: &ServerFrame) -> Result<(), axum::Error> {
+    let text = serde_json::to_string(frame).expect("frames serialise");
+    sink.send(WsMessage::Text(text.into())).await
+}
+
+fn close_reason(code: u16) -> &'static str {
+    match code {
+        close::TOO_SLOW => "too slow to keep up; reconnect and sync",
+        close::FLOOD => "too many frames",
+        close::TIMEOUT => "no answer to pings",
+        close::SESSION_ENDED => "the session ended",
+        _ => "closing",
+    }
+}
+
+/// The send side of one connection.
+struct Sender {
+    state: AppState,
+    conn_id: ConnId,
+    user_id: i64,
+    /// The newest position of the user's stream this connection has been sent.
+    delivered: i64,
+    sink: Sink,
+}
+
+impl Sender {
+    async fn run(mut self, mut queue: mpsc::Receiver<Outbound>, kick: &Kick, last_heard: &AtomicI64) {
+        let ping_every = Duration::from_secs(self.state.config.ws_ping_secs.max(1));
+        let idle_limit_ms = self.state.config.ws_idle_timeout_secs as i64 * 1000;
+        let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
+        let code = loop {
+            tokio::select! {
+                item = queue.recv() => {
+                    let Some(item) = item else { return };
+                    match self.forward(item).await {
+                        Ok(()) => {}
+                        Err(SendFailure::Socket) => return,
+                        Err(SendFailure::Store(err)) => {
+                            tracing::error!(error = %err, "filling a gap in the event stream");
+                            break 1011;
+                        }
+                    }
+                }
+                code = kick.kicked() => break code,
+                _ = ping.tick() => {
+                    if now_millis() - last_heard.load(Ordering::Relaxed) > idle_limit_ms {
+                        break close::TIMEOUT;
+                    }
+                    if self.sink.send(WsMessage::Ping(Vec::new().into())).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        };
+        let frame = CloseFrame { code, reason: close_reason(code).into() };
+        let _ = self.sink.send(WsMessage::Close(Some(frame))).await;
+    }
+
+    async fn forward(&mut self, item: Outbound) -> Result<(), SendFailure> {
+        let (pos, event, origin) = match item {
+            Outbound::Frame(frame) => return self.send(&frame).await,
+            Outbound::Event { pos, event, origin } => (pos, event, origin),
+        };
+        let ack = match (&event, origin) {
+            (Event::Message { message, cursor }, Some(origin)) if origin == self.conn_id => Some(ServerFrame::Ack {
+                client_id: message.client_id.clone(),
+                message: message.clone(),
+                cursor: cursor.clone(),
+            }),
+            _ => None,
+        };
+        if pos <= self.delivered {
+            // Already sent (from the store, while filling a gap); the sender still needs its ack.
+            return match ack {
+                Some(ack) => self.send(&ack).await,
+                None => Ok(()),
+            };
+        }
+        if pos > self.delivered + 1 {
+            self.fill_gap(pos - 1).await?;
+        }
+        self.send(&ack.unwrap_or(ServerFrame::Event(event))).await?;
+        self.delivered = pos;
+        Ok(())
+    }
+
+    /// Sends the user's stored events up to `up_to`: live frames can arrive out of order (two
+    /// commits published in the other order) or not at all (a relay that lost one).
+    async fn fill_gap(&mut self, up_to: i64) -> Result<(), SendFailure> {
+        while self.delivered < up_to {
+            let want = (up_to - self.delivered).min(chats::MAX_PAGE);
+            let records =
+                self.state.store.events_since(self.user_id, self.delivered, want).await.map_err(ApiError::from)?;
+            if records.is_empty() {
+                tracing::warn!(user_id = self.user_id, delivered = self.delivered, up_to, "gap not in the store");
+                return Ok(());
+            }
+            for record in records {
+                let pos = record.pos;
+                let event = chats::render_event(&self.state, self.user_id, record).await?;
+                self.send(&ServerFrame::Event(event)).await?;
+                self.delivered = pos;
+            }
+        }
+        Ok(())
+    }
+
+    async fn send(&mut self, frame: &ServerFrame) -> Result<(), SendFailure> {
+        send_frame(&mut self.sink, frame).await.map_err(|_| SendFailure::Socket)
+    }
+}
+
+enum SendFailure {
+    Socket,
+    Store(ApiError),
+}
+
+impl From<ApiError> for SendFailure {
+    fn from(err: ApiError) -> Self {
+        SendFailure::Store(err)
+    }
+}
+
+/// The receive side of one connection.
+struct Receiver {
+    state: AppState,
+    conn_id: ConnId,
+    user_id: i64,
+    queue: mpsc::Sender<Outbound>,
+    kick: Arc<Kick>,
+    last_heard: Arc<AtomicI64>,
+    frames: DefaultDirectRateLimiter,
+    bad_in_a_row: u32,
+    last_typing: HashMap<i64, Instant>,
+}
+
+impl Receiver {
+    async fn run(mut self, mut stream: futures_util::stream::SplitStream<WebSocket>) {
+        while let Some(Ok(message)) = stream.next().await {
+            self.last_heard.store(now_millis(), Ordering::Relaxed);
+            let text = match message {
+                WsMessage::Text(text) => text,
+                WsMessage::Binary(_) => {
+                    self.bad_frame("bad_frame", "frames are JSON text".into(), None);
+                    continue;
+                }
+                WsMessage::Close(_) => return,
+                WsMessage::Ping(_) | WsMessage::Pong(_) => continue,
+            };
+            if self.frames.check().is_err() {
+                self.kick.kick(close::FLOOD);
+                return;
+            }
+            match serde_json::from_str::<ClientFrame>(&text) {
+                Ok(frame) => {
+                    self.bad_in_a_row = 0;
+                    self.handle(frame).await;
+                }
+                Err(err) => self.bad_frame("bad_frame", format!("not a valid frame: {err}"), None),
+            }
+            if self.bad_in_a_row > MAX_BAD_FRAMES_IN_A_ROW {
+                self.kick.kick(close::FLOOD);
+                return;
+            }
+        }
+    }
+
+    async fn handle(&mut self, frame: ClientFrame) {
+        match frame {
+            ClientFrame::Send { chat_id, client_id, body } => {
+                if let Err(err) = chats::send(&self.state, self.user_id, self.conn_id, chat_id, &client_id, &body).await
+                {
+                    self.reply(ServerFrame::Error {
+                        code: err.code.into(),
+                        message: err.message,
+                        client_id: Some(client_id),
+                    });
+                }
+            }
+            ClientFrame::Read { chat_id, up_to } => {
+                let result = chats::mark_read(&self.state, self.user_id, chat_id, up_to).await;
+                self.reply_error(result);
+            }
+            ClientFrame::Typing { chat_id } => {
+                let now = Instant::now();
+                if self.last_typing.get(&chat_id).is_some_and(|at| now.duration_since(*at) < TYPING_EVERY) {
+                    return;
+                }
+                self.last_typing.insert(chat_id, now);
+                let result = chats::typing(&self.state, self.user_id, chat_id).await;
+                self.reply_error(result);
+            }
+            ClientFrame::Sync { since } => {
+                let batch = match parse_cursor(since.as_deref()) {
+                    Ok(since) => chats::sync(&self.state, self.user_id, since, None).await,
+                    Err(err) => Err(err),
+                };
+                match batch {
+                    Ok(b) => self.reply(ServerFrame::SyncBatch { events: b.events, next: b.next, more: b.more }),
+                    Err(err) => self.reply_error::<()>(Err(err)),
+                }
+            }
+            ClientFrame::Ping => self.reply(ServerFrame::Pong),
+        }
+    }
+
+    fn reply_error<T>(&mut self, result: ApiResult<T>) {
+        if let Err(err) = result {
+            if let ApiError::Internal(detail) = &err {
+                tracing::error!(error = %detail, "handling a frame");
+            }
+            self.reply(ServerFrame::Error { code: err.code().into(), message: err.to_string(), client_id: None });
+        }
+    }
+
+    fn bad_frame(&mut self, code: &str, message: String, client_id: Option<String>) {
+        self.bad_in_a_row += 1;
+        self.reply(ServerFrame::Error { code: code.into(), message, client_id });
+    }
+
+    /// Queues a reply for this connection; one that cannot keep up with its own replies is closed.
+    fn reply(&self, frame: ServerFrame) {
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.queue.try_send(Outbound::Frame(frame)) {
+            self.kick.kick(close::TOO_SLOW);
+        }
+    }
+}
