@@ -166,32 +166,52 @@ impl Sender {
         let ping_every = Duration::from_secs(self.state.config.ws_ping_secs.max(1));
         let idle_limit_ms = self.state.config.ws_idle_timeout_secs as i64 * 1000;
         let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
+        // Every socket write races the kick: a peer that stopped reading blocks writes, and it
+        // must still be cut off.
         let code = loop {
-            tokio::select! {
-                item = queue.recv() => {
-                    let Some(item) = item else { return };
-                    match self.forward(item).await {
-                        Ok(()) => {}
-                        Err(SendFailure::Socket) => return,
-                        Err(SendFailure::Store(err)) => {
-                            tracing::error!(error = %err, "filling a gap in the event stream");
-                            break 1011;
-                        }
-                    }
-                }
+            let step = tokio::select! {
+                item = queue.recv() => match item {
+                    Some(item) => Step::Forward(item),
+                    None => return,
+                },
                 code = kick.kicked() => break code,
-                _ = ping.tick() => {
-                    if now_millis() - last_heard.load(Ordering::Relaxed) > idle_limit_ms {
-                        break close::TIMEOUT;
-                    }
-                    if self.sink.send(WsMessage::Ping(Vec::new().into())).await.is_err() {
-                        return;
-                    }
+                _ = ping.tick() => Step::Ping,
+            };
+            let outcome = tokio::select! {
+                outcome = self.step(step, last_heard, idle_limit_ms) => outcome,
+                code = kick.kicked() => break code,
+            };
+            match outcome {
+                Ok(None) => {}
+                Ok(Some(code)) => break code,
+                Err(SendFailure::Socket) => return,
+                Err(SendFailure::Store(err)) => {
+                    tracing::error!(error = %err, "filling a gap in the event stream");
+                    break 1011;
                 }
             }
         };
         let frame = CloseFrame { code, reason: close_reason(code).into() };
-        let _ = self.sink.send(WsMessage::Close(Some(frame))).await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.sink.send(WsMessage::Close(Some(frame)))).await;
+    }
+
+    /// One unit of work; `Some(code)` closes the connection.
+    async fn step(
+        &mut self,
+        step: Step,
+        last_heard: &AtomicI64,
+        idle_limit_ms: i64,
+    ) -> Result<Option<u16>, SendFailure> {
+        match step {
+            Step::Forward(item) => self.forward(item).await.map(|()| None),
+            Step::Ping => {
+                if now_millis() - last_heard.load(Ordering::Relaxed) > idle_limit_ms {
+                    return Ok(Some(close::TIMEOUT));
+                }
+                self.sink.send(WsMessage::Ping(Vec::new().into())).await.map_err(|_| SendFailure::Socket)?;
+                Ok(None)
+            }
+        }
     }
 
     async fn forward(&mut self, item: Outbound) -> Result<(), SendFailure> {
@@ -246,6 +266,13 @@ impl Sender {
     async fn send(&mut self, frame: &ServerFrame) -> Result<(), SendFailure> {
         send_frame(&mut self.sink, frame).await.map_err(|_| SendFailure::Socket)
     }
+}
+
+// Lives for one loop turn on the stack; boxing would cost an allocation per frame.
+#[allow(clippy::large_enum_variant)]
+enum Step {
+    Forward(Outbound),
+    Ping,
 }
 
 enum SendFailure {

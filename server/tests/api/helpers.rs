@@ -125,6 +125,10 @@ impl TestApp {
         format!("{}{}", self.url, path)
     }
 
+    pub fn ws_url(&self) -> String {
+        format!("{}/api/v1/ws", self.url.replacen("http://", "ws://", 1))
+    }
+
     pub async fn post(&self, path: &str, body: Value) -> Response {
         self.client.post(self.at(path)).json(&body).send().await.unwrap()
     }
@@ -162,6 +166,46 @@ impl TestApp {
         let code = self.smtp.next_code_for(email).await;
         let response = self.verify(&signup_id, &code).await;
         assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.unwrap()
+    }
+}
+
+/// A server with `open` signup, for tests about chatting rather than accounts.
+pub async fn spawn_open(backend: Backend, tweak: impl FnOnce(&mut Config)) -> TestApp {
+    spawn_with(backend, |c| {
+        c.signup = SignupMode::Open;
+        c.smtp_url = None;
+        tweak(c);
+    })
+    .await
+}
+
+impl TestApp {
+    /// An account on an `open` instance, logged in.
+    pub async fn user(&self, name: &str) -> AuthResponse {
+        let email = format!("{}@example.org", name.to_lowercase());
+        let response = self.signup(&email, "a good password", name).await;
+        assert_eq!(response.status(), StatusCode::OK, "open signup of {email}");
+        response.json().await.unwrap()
+    }
+
+    /// Starts (or finds) the chat of `me` with `email`; returns its id.
+    pub async fn chat(&self, me: &AuthResponse, email: &str) -> i64 {
+        let response = self
+            .client
+            .post(self.at("/api/v1/chats"))
+            .bearer_auth(&me.token)
+            .json(&serde_json::json!({"email": email}))
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "{}", response.status());
+        response.json::<parley_common::Chat>().await.unwrap().id
+    }
+
+    pub async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str, token: &str) -> T {
+        let response = self.get_with_token(path, token).await;
+        assert_eq!(response.status(), StatusCode::OK, "GET {path}");
         response.json().await.unwrap()
     }
 }

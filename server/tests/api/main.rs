@@ -1,6 +1,9 @@
 //! Integration tests: a real server per test, real HTTP, real SMTP, on SQLite and on Postgres.
 mod accounts;
+mod chats;
 mod helpers;
+mod realtime;
 mod service;
 mod sessions;
 mod smtp_sink;
+mod ws_client;
