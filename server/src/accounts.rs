@@ -239,6 +239,7 @@ pub async fn authenticate(state: &AppState, token: &str) -> ApiResult<crate::sta
 
 pub async fn logout(state: &AppState, session_id: i64) -> ApiResult<()> {
     state.store.revoke_session(session_id, now_millis()).await?;
+    state.relay.end_session(session_id);
     Ok(())
 }
 

@@ -79,6 +79,8 @@ pub trait Relay: Send + Sync + 'static {
     /// Queues `item` on one connection of the user, if it is still there.
     fn deliver_to(&self, user_id: i64, conn: ConnId, item: Outbound);
     fn is_online(&self, user_id: i64) -> bool;
+    /// Closes every connection opened with the session.
+    fn end_session(&self, session_id: i64);
     /// Live connections, for metrics and tests.
     fn connection_count(&self) -> usize;
 }
@@ -127,6 +129,13 @@ impl Relay for LocalRelay {
 
     fn is_online(&self, user_id: i64) -> bool {
         self.conns.lock().expect("relay lock").contains_key(&user_id)
+    }
+
+    fn end_session(&self, session_id: i64) {
+        let conns = self.conns.lock().expect("relay lock");
+        for conn in conns.values().flatten().filter(|c| c.session_id == session_id) {
+            conn.kick.kick(parley_common::ws::close::SESSION_ENDED);
+        }
     }
 
     fn connection_count(&self) -> usize {

@@ -53,6 +53,15 @@ macro_rules! impl_store {
                 Ok(events)
             }
 
+            /// The chat's members, in a transaction or not.
+            async fn members<'e, E: sqlx::Executor<'e, Database = $db>>(executor: E, chat_id: i64) -> StoreResult<Vec<i64>> {
+                let rows: Vec<(i64,)> = sqlx::query_as("SELECT user_id FROM chat_members WHERE chat_id = $1")
+                    .bind(chat_id)
+                    .fetch_all(executor)
+                    .await?;
+                Ok(rows.into_iter().map(|(id,)| id).collect())
+            }
+
             async fn find_by_client_id(&self, sender_id: i64, client_id: &str) -> StoreResult<Option<MessageRecord>> {
                 Ok(sqlx::query_as::<$db, MessageRecord>("SELECT * FROM messages WHERE sender_id = $1 AND client_id = $2")
                     .bind(sender_id)
@@ -89,11 +98,7 @@ macro_rules! impl_store {
                 .bind(m.now)
                 .fetch_one(&mut *tx)
                 .await?;
-                let members: Vec<(i64,)> = sqlx::query_as("SELECT user_id FROM chat_members WHERE chat_id = $1")
-                    .bind(m.chat_id)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                let members: Vec<i64> = members.into_iter().map(|(id,)| id).collect();
+                let members = Self::members(&mut *tx, m.chat_id).await?;
                 let events =
                     Self::push_events(&mut tx, &members, "message", m.chat_id, Some(message.id), None, m.now).await?;
                 tx.commit().await?;
@@ -360,11 +365,7 @@ macro_rules! impl_store {
 
             #[tracing::instrument(skip_all)]
             async fn member_ids(&self, chat_id: i64) -> StoreResult<Vec<i64>> {
-                let rows: Vec<(i64,)> = sqlx::query_as("SELECT user_id FROM chat_members WHERE chat_id = $1")
-                    .bind(chat_id)
-                    .fetch_all(self.reader())
-                    .await?;
-                Ok(rows.into_iter().map(|(id,)| id).collect())
+                Self::members(self.reader(), chat_id).await
             }
 
             #[tracing::instrument(skip_all)]
@@ -432,11 +433,7 @@ macro_rules! impl_store {
                     tx.commit().await?;
                     return Ok(if member.is_some() { ReadOutcome::Unchanged } else { ReadOutcome::NotMember });
                 };
-                let members: Vec<(i64,)> = sqlx::query_as("SELECT user_id FROM chat_members WHERE chat_id = $1")
-                    .bind(chat_id)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                let members: Vec<i64> = members.into_iter().map(|(id,)| id).collect();
+                let members = Self::members(&mut *tx, chat_id).await?;
                 let events =
                     Self::push_events(&mut tx, &members, "read", chat_id, None, Some((user_id, up_to)), now).await?;
                 tx.commit().await?;

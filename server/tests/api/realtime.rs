@@ -27,6 +27,8 @@ on_both_backends!(
     a_reader_following_the_cursor_misses_nothing_under_concurrent_commits,
     a_slow_consumer_is_cut_off_and_recovers_through_sync,
     the_socket_needs_a_session_and_a_cookie_needs_our_origin,
+    logging_out_closes_that_session_s_sockets,
+    sending_is_rate_limited_per_user,
 );
 
 /// Two users with a chat between them.
@@ -454,4 +456,31 @@ async fn the_socket_needs_a_session_and_a_cookie_needs_our_origin(backend: Backe
     assert!(matches!(foreign, Err(tokio_tungstenite::tungstenite::Error::Http(r)) if r.status() == 403));
     let own = WsClient::connect_with(with_origin(&format!("http://{host}"))).await.expect("same origin is fine");
     assert_eq!(own.user.id, ada.user.id);
+}
+
+async fn logging_out_closes_that_session_s_sockets(backend: Backend) {
+    let app = spawn_open(backend, |_| {}).await;
+    let ada = app.user("Ada").await;
+    let other: parley_common::AuthResponse =
+        app.login("ada@example.org", "a good password").await.json().await.unwrap();
+    let mut this_session = WsClient::connect(&app, &ada.token).await;
+    let mut other_session = WsClient::connect(&app, &other.token).await;
+    assert_eq!(app.post_with_token("/api/v1/auth/logout", &ada.token).await.status(), StatusCode::NO_CONTENT);
+    assert_eq!(this_session.ended().await, Ended::Closed(Some(close::SESSION_ENDED)));
+    other_session.send(&ClientFrame::Ping).await;
+    assert_eq!(other_session.next().await, ServerFrame::Pong, "the other session's socket lives on");
+}
+
+async fn sending_is_rate_limited_per_user(backend: Backend) {
+    let app = spawn_open(backend, |c| c.rate_limits.messages_per_user = 3).await;
+    let (ada, _bo, chat) = pair(&app).await;
+    let mut a = WsClient::connect(&app, &ada.token).await;
+    for _ in 0..3 {
+        a.say(chat, "within budget").await;
+        a.next_ack().await;
+    }
+    let over = a.say(chat, "over budget").await;
+    assert_eq!(a.next_error().await, ("rate_limited".into(), Some(over)));
+    let history: MessagePage = app.get_json(&format!("/api/v1/chats/{chat}/messages"), &ada.token).await;
+    assert_eq!(history.messages.len(), 3);
 }

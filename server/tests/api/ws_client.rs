@@ -38,6 +38,11 @@ impl WsClient {
         request: tokio_tungstenite::tungstenite::handshake::client::Request,
     ) -> Result<Self, tokio_tungstenite::tungstenite::Error> {
         let (socket, _) = tokio_tungstenite::connect_async(request).await?;
+        Ok(Self::after_upgrade(socket).await)
+    }
+
+    /// Reads the `hello` every connection starts with.
+    async fn after_upgrade(socket: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Self {
         let mut client = Self { socket, user: placeholder_user(), hello_cursor: String::new() };
         match client.next().await {
             ServerFrame::Hello { user, cursor } => {
@@ -46,7 +51,7 @@ impl WsClient {
             }
             other => panic!("the first frame must be hello, got {other:?}"),
         }
-        Ok(client)
+        client
     }
 
     pub async fn send(&mut self, frame: &ClientFrame) {
@@ -169,15 +174,7 @@ impl WsClient {
         let mut request = app.ws_url().into_client_request().unwrap();
         request.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
         let (socket, _) = tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(stream)).await.unwrap();
-        let mut client = Self { socket, user: placeholder_user(), hello_cursor: String::new() };
-        match client.next().await {
-            ServerFrame::Hello { user, cursor } => {
-                client.user = user;
-                client.hello_cursor = cursor;
-            }
-            other => panic!("the first frame must be hello, got {other:?}"),
-        }
-        client
+        Self::after_upgrade(socket).await
     }
 }
 
