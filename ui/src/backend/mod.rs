@@ -1,0 +1,135 @@
+//! The data seam: everything the UI needs from the outside world, behind one trait. The browser
+//! implementation speaks fetch and WebSocket; the desktop app supplies another. Components never
+//! touch the network themselves.
+use std::{future::Future, pin::Pin, rc::Rc};
+
+use parley_common::{AuthResponse, Chat, ChatList, Event, InstanceInfo, Message, MessagePage, SignupPending, User};
+use yew::Callback;
+
+pub mod browser;
+
+pub type LocalFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
+
+/// A failed call, as the UI shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UiError {
+    /// The server's error code (`invalid_code`, `user_not_found`, …), or `network` when the
+    /// server could not be reached.
+    pub code: String,
+    pub message: String,
+}
+
+impl UiError {
+    pub fn network(message: impl Into<String>) -> Self {
+        UiError { code: "network".into(), message: message.into() }
+    }
+}
+
+pub type UiResult<T> = Result<T, UiError>;
+
+/// Result of a signup: a code to enter (`verify` instances) or a session at once (`open`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum SignupOutcome {
+    CodeSent(SignupPending),
+    LoggedIn(AuthResponse),
+}
+
+/// State of the live connection, for the banner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Connection {
+    Connecting,
+    Online,
+    /// Lost; the next attempt is in `retry_in_secs`.
+    Reconnecting {
+        retry_in_secs: u32,
+    },
+    /// Not connected on purpose (logged out).
+    Off,
+}
+
+/// What the backend tells the UI, live or replayed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Incoming {
+    Connection(Connection),
+    /// The live connection is (again) up for this user.
+    Hello(User),
+    /// A stored event: a message, a new chat, a read marker.
+    Event(Event),
+    /// Our message `client_id` is committed as `message`.
+    Ack {
+        client_id: String,
+        message: Message,
+    },
+    /// Our message `client_id` was refused.
+    SendFailed {
+        client_id: String,
+        code: String,
+        message: String,
+    },
+    Presence {
+        user_id: i64,
+        online: bool,
+        last_seen: Option<String>,
+    },
+    Typing {
+        chat_id: i64,
+        user_id: i64,
+    },
+    /// The session ended elsewhere (logout, revoked).
+    SessionEnded,
+}
+
+/// The seam. Methods return boxed local futures so that the trait stays object-safe for
+/// `Rc<dyn Backend>` on a single-threaded (wasm) executor.
+pub trait Backend {
+    fn instance(&self) -> LocalFuture<'_, UiResult<InstanceInfo>>;
+    /// The logged-in user, if the stored session is still good.
+    fn me(&self) -> LocalFuture<'_, UiResult<Option<User>>>;
+    fn signup(&self, email: String, password: String, display_name: String)
+        -> LocalFuture<'_, UiResult<SignupOutcome>>;
+    fn verify(&self, signup_id: String, code: String) -> LocalFuture<'_, UiResult<User>>;
+    fn resend(&self, signup_id: String) -> LocalFuture<'_, UiResult<()>>;
+    fn login(&self, email: String, password: String) -> LocalFuture<'_, UiResult<User>>;
+    fn logout(&self) -> LocalFuture<'_, UiResult<()>>;
+
+    fn chats(&self) -> LocalFuture<'_, UiResult<ChatList>>;
+    fn start_chat(&self, email: String) -> LocalFuture<'_, UiResult<Chat>>;
+    fn history(&self, chat_id: i64, before: Option<i64>) -> LocalFuture<'_, UiResult<MessagePage>>;
+
+    /// Starts the live connection (reconnecting by itself until `disconnect`), reporting to
+    /// `listener`. `cursor` is where the UI's snapshot is current to.
+    fn connect(&self, cursor: String, listener: Callback<Incoming>);
+    fn disconnect(&self);
+    /// Queues a message; it is sent now or after reconnecting, always with the returned
+    /// `client_id`, until it is acknowledged.
+    fn send(&self, chat_id: i64, body: String) -> String;
+    fn mark_read(&self, chat_id: i64, up_to: i64);
+    fn typing(&self, chat_id: i64);
+}
+
+pub type SharedBackend = Rc<dyn Backend>;
+
+/// A fresh UUID v4 from the browser's CSPRNG (`getRandomValues` works outside secure contexts too,
+/// unlike `crypto.randomUUID`).
+pub fn new_client_id() -> String {
+    let mut bytes = [0u8; 16];
+    fill_random(&mut bytes);
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+}
+
+#[cfg(target_arch = "wasm32")]
+fn fill_random(bytes: &mut [u8]) {
+    let crypto = web_sys::window().and_then(|w| w.crypto().ok()).expect("window.crypto");
+    crypto.get_random_values_with_u8_array(bytes).expect("getRandomValues");
+}
+
+/// Outside a browser (native unit tests) ids only need to differ.
+#[cfg(not(target_arch = "wasm32"))]
+fn fill_random(bytes: &mut [u8]) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(1);
+    bytes[..8].copy_from_slice(&COUNTER.fetch_add(1, Ordering::Relaxed).to_le_bytes());
+}

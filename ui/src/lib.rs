@@ -1,0 +1,16 @@
+//! Parley's web UI: a Yew app compiled to WebAssembly. The server serves it to browsers; the
+//! desktop app shows the same UI with its own backend behind the data seam (`backend`).
+#![forbid(unsafe_code)]
+
+pub mod backend;
+pub mod components;
+pub mod state;
+mod time;
+
+/// Entry point in a browser: the app over fetch and WebSocket.
+#[cfg(target_arch = "wasm32")]
+#[wasm_bindgen::prelude::wasm_bindgen(start)]
+pub fn start() {
+    let backend: backend::SharedBackend = std::rc::Rc::new(backend::browser::BrowserBackend::new());
+    yew::Renderer::<components::app::App>::with_props(components::app::AppProps { backend: backend.into() }).render();
+}
