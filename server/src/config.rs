@@ -46,6 +46,8 @@ pub struct Config {
     pub mail_from: String,
     /// Where mails go without SMTP; empty means `<data_dir>/mail` (`PARLEY_MAIL_DIR`).
     pub mail_dir: Option<PathBuf>,
+    /// The built web UI (`scripts/build-ui.sh` writes `ui/dist`), served at `/` (`PARLEY_UI_DIR`).
+    pub ui_dir: PathBuf,
     /// Largest accepted request body in bytes (`PARLEY_MAX_BODY_BYTES`).
     pub max_body_bytes: usize,
     /// A session not used for this long expires (`PARLEY_SESSION_TTL_SECS`).
@@ -119,6 +121,7 @@ impl Default for Config {
             smtp_url: None,
             mail_from: "Parley <parley@localhost>".into(),
             mail_dir: None,
+            ui_dir: PathBuf::from("ui/dist"),
             max_body_bytes: 64 * 1024,
             session_ttl_secs: 30 * 24 * 3600,
             code_ttl_secs: 10 * 60,

@@ -1,12 +1,18 @@
 //! The HTTP surface: each resource module exposes its routes; this one merges them, adds the
 //! cross-cutting layers and serves the OpenAPI document.
+use std::path::Path;
+
 use axum::{
     extract::{DefaultBodyLimit, MatchedPath},
-    http::Request,
-    routing::get,
+    http::{header, HeaderName, HeaderValue, Request},
+    routing::{any, get},
     Json, Router,
 };
-use tower_http::trace::TraceLayer;
+use tower_http::{
+    services::{ServeDir, ServeFile},
+    set_header::SetResponseHeaderLayer,
+    trace::TraceLayer,
+};
 use utoipa::{
     openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme},
     Modify, OpenApi,
@@ -54,19 +60,57 @@ async fn not_found() -> ApiError {
     ApiError::NotFound
 }
 
+/// Sent with every response. The policy allows only our own origin: scripts from our files (no
+/// inline script), WebAssembly compiled by the browser, and fetch and WebSocket to ourselves.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; \
+    style-src 'self'; img-src 'self' data:; connect-src 'self'; font-src 'self'; object-src 'none'; \
+    base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+fn security_headers(router: Router) -> Router {
+    let header = |name: &'static str, value: &'static str| {
+        SetResponseHeaderLayer::if_not_present(HeaderName::from_static(name), HeaderValue::from_static(value))
+    };
+    router
+        .layer(header("content-security-policy", CONTENT_SECURITY_POLICY))
+        .layer(header("x-content-type-options", "nosniff"))
+        .layer(header("referrer-policy", "no-referrer"))
+        .layer(header("x-frame-options", "DENY"))
+}
+
+/// The web UI's files, with `index.html` for any other path (the app routes itself).
+fn web_ui(dir: &Path) -> Option<Router<AppState>> {
+    let index = dir.join("index.html");
+    if !index.is_file() {
+        tracing::warn!(dir = %dir.display(), "no web UI here (run scripts/build-ui.sh); serving the API only");
+        return None;
+    }
+    let files = ServeDir::new(dir).fallback(ServeFile::new(index));
+    // Files keep their names across releases: make browsers revalidate them.
+    let files = tower::ServiceBuilder::new()
+        .layer(SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, HeaderValue::from_static("no-cache")))
+        .service(files);
+    Some(Router::new().fallback_service(files))
+}
+
 pub fn router(state: AppState) -> Router {
     let max_body = state.config.max_body_bytes;
-    Router::new()
+    let api = Router::new()
         .merge(auth::router())
         .merge(instance::router())
         .merge(chats::router())
         .route("/api/v1/openapi.json", get(openapi_json))
-        .fallback(not_found)
+        .route("/api/{*rest}", any(not_found));
+    let app = match web_ui(&state.config.ui_dir) {
+        Some(ui) => api.merge(ui),
+        None => api.fallback(not_found),
+    };
+    let app = app
         .layer(DefaultBodyLimit::max(max_body))
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
             // The matched route, never the raw path: it keeps ids and tokens out of logs.
             let route = request.extensions().get::<MatchedPath>().map(MatchedPath::as_str).unwrap_or("-");
             tracing::info_span!("http", method = %request.method(), route)
         }))
-        .with_state(state)
+        .with_state(state);
+    security_headers(app)
 }
