@@ -12,6 +12,17 @@ if ! (exec 3<>"/dev/tcp/${pg_hostport%:*}/${pg_hostport##*:}") 2>/dev/null; then
     exit 1
 fi
 
+# The browser tests drive Debian's Chromium through chromedriver, against the built web UI.
+if ! command -v chromedriver >/dev/null 2>&1 || ! [ -x /usr/bin/chromium ]; then
+    echo "test: installing chromium and chromium-driver (apt-get)"
+    sudo_cmd=""
+    [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+    $sudo_cmd apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq chromium chromium-driver
+fi
+scripts/build-ui.sh
+
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy -p parley-ui --target wasm32-unknown-unknown --locked -- -D warnings
 cargo test --workspace --locked

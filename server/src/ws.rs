@@ -76,6 +76,7 @@ async fn run(state: AppState, session: Session, user: UserRecord, socket: WebSoc
         ConnHandle { id: conn_id, session_id: session.id, queue: queue.clone(), kick: kick.clone() },
     );
 
+    tracing::debug!(user_id, conn = conn_id, came_online, "connection opened");
     // Registered first, cursor second: whatever commits after this read reaches the queue.
     let hello = match state.store.cursor(user_id).await {
         Ok(cursor) => Some((cursor, ServerFrame::Hello { user: user_view(&user), cursor: cursor_string(cursor) })),
@@ -118,6 +119,7 @@ async fn run(state: AppState, session: Session, user: UserRecord, socket: WebSoc
         }
     }
 
+    tracing::debug!(user_id, conn = conn_id, "connection closed");
     if state.relay.unregister(user_id, conn_id) {
         let now = now_millis();
         if let Err(err) = state.store.set_last_seen(user_id, now).await {

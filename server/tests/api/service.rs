@@ -16,6 +16,7 @@ on_both_backends!(
     code_guessing_is_rate_limited_per_signup,
     instance_health_and_openapi_are_public,
     unknown_routes_answer_json_404,
+    the_web_ui_is_served_with_a_strict_content_security_policy,
 );
 
 async fn malformed_bodies_get_clear_errors(backend: Backend) {
@@ -130,4 +131,42 @@ async fn unknown_routes_answer_json_404(backend: Backend) {
     let app = spawn(backend).await;
     let response = app.client.get(app.at("/api/v1/nope")).send().await.unwrap();
     assert_error(response, StatusCode::NOT_FOUND, "not_found").await;
+}
+
+async fn the_web_ui_is_served_with_a_strict_content_security_policy(backend: Backend) {
+    let ui = std::env::temp_dir().join(format!("parley-ui-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&ui).unwrap();
+    std::fs::write(ui.join("index.html"), "<!doctype html><title>Parley</title>").unwrap();
+    std::fs::write(ui.join("app.wasm"), b"\0asm").unwrap();
+    let dir = ui.clone();
+    let app = spawn_with(backend, move |c| c.ui_dir = dir).await;
+
+    for path in ["/", "/chats/42"] {
+        let page = app.client.get(app.at(path)).send().await.unwrap();
+        assert_eq!(page.status(), StatusCode::OK, "{path}");
+        let headers = page.headers().clone();
+        let csp = headers["content-security-policy"].to_str().unwrap();
+        for directive in [
+            "default-src 'self'",
+            "script-src 'self' 'wasm-unsafe-eval'",
+            "connect-src 'self'",
+            "frame-ancestors 'none'",
+            "object-src 'none'",
+        ] {
+            assert!(csp.contains(directive), "{csp} lacks {directive}");
+        }
+        assert!(!csp.contains("unsafe-inline"), "no inline script or style: {csp}");
+        assert_eq!(headers["x-content-type-options"], "nosniff");
+        assert_eq!(headers["referrer-policy"], "no-referrer");
+        assert!(page.text().await.unwrap().contains("<title>Parley</title>"), "the app's page for {path}");
+    }
+    let wasm = app.client.get(app.at("/app.wasm")).send().await.unwrap();
+    assert_eq!(wasm.headers()["content-type"], "application/wasm");
+    assert!(wasm.headers().get("access-control-allow-origin").is_none(), "no CORS");
+    // Unknown API paths stay JSON errors, not the app's page.
+    assert_error(app.client.get(app.at("/api/v1/nope")).send().await.unwrap(), StatusCode::NOT_FOUND, "not_found")
+        .await;
+    let api = app.client.get(app.at("/api/v1/instance")).send().await.unwrap();
+    assert_eq!(api.headers()["x-content-type-options"], "nosniff");
+    std::fs::remove_dir_all(ui).unwrap();
 }

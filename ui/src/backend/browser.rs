@@ -55,6 +55,7 @@ struct Live {
     retry: Option<Timeout>,
     heartbeat: Option<Interval>,
     handlers: Vec<Box<dyn std::any::Any>>,
+    page_hooks: bool,
 }
 
 impl Live {
@@ -127,6 +128,40 @@ fn open(live: &Rc<RefCell<Live>>) {
             state.send_frame(&ClientFrame::Ping);
         }
     }));
+}
+
+/// A page leaving for the back/forward cache keeps its sockets open in some browsers, and the user
+/// would look online while gone: close on `pagehide`, come back on `pageshow`.
+fn install_page_hooks(live: &Rc<RefCell<Live>>) {
+    if std::mem::replace(&mut live.borrow_mut().page_hooks, true) {
+        return;
+    }
+    let window = web_sys::window().expect("window");
+    let hide = {
+        let live = live.clone();
+        Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
+            if let Some(socket) = &live.borrow().socket {
+                let _ = socket.close_with_code(1000);
+            }
+        })
+    };
+    let show = {
+        let live = live.clone();
+        Closure::<dyn FnMut(web_sys::PageTransitionEvent)>::new(move |event: web_sys::PageTransitionEvent| {
+            let reopen = event.persisted() && {
+                let state = live.borrow();
+                state.wanted && state.socket.is_none()
+            };
+            if reopen {
+                open(&live);
+            }
+        })
+    };
+    let _ = window.add_event_listener_with_callback("pagehide", hide.as_ref().unchecked_ref());
+    let _ = window.add_event_listener_with_callback("pageshow", show.as_ref().unchecked_ref());
+    // They live as long as the page.
+    hide.forget();
+    show.forget();
 }
 
 fn schedule_reconnect(live: &Rc<RefCell<Live>>) {
@@ -366,6 +401,7 @@ impl Backend for BrowserBackend {
                 return;
             }
         }
+        install_page_hooks(&self.live);
         open(&self.live);
     }
 

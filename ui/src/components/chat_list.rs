@@ -39,7 +39,7 @@ pub fn chat_list() -> Html {
                 html! {
                     <li key={id}>
                         <button type="button" class={classes!("chat-item", selected.then_some("selected"), (unread > 0).then_some("unread"))}
-                            data-chat-id={id.to_string()} aria-current={selected.then_some("true")} aria-label={label} {onclick}>
+                            data-chat-id={id.to_string()} data-friend={chat.friend.email.clone()} aria-current={selected.then_some("true")} aria-label={label} {onclick}>
                             <span class={classes!("name", chat.friend.online.then_some("online"))}>{ chat.friend.display_name.clone() }</span>
                             <span class="when">{ when }</span>
                             <span class="preview">{ preview.unwrap_or_else(|| chat.friend.email.clone()) }</span>

@@ -44,7 +44,7 @@ pub fn chat_page() -> Html {
             <header class="top-bar">
                 <span class="brand">{ title }</span>
                 <span class="me" title={me.as_ref().map(|u| u.email.clone())}>{ me.as_ref().map(|u| u.display_name.clone()).unwrap_or_default() }</span>
-                <button type="button" class="logout" onclick={logout}>{ "Log out" }</button>
+                <button type="button" id="logout" class="logout" onclick={logout}>{ "Log out" }</button>
             </header>
             <ConnectionBanner />
             <div class="panes">

@@ -63,7 +63,7 @@ pub fn composer(props: &ComposerProps) -> Html {
             <label for="composer-text" class="visually-hidden">{ "Message" }</label>
             <textarea id="composer-text" name="message" rows="1" placeholder="Write a message…"
                 value={(*text).clone()} {oninput} {onkeydown} maxlength="4096"></textarea>
-            <button type="submit" class="primary" aria-label="Send" disabled={text.trim().is_empty()}>{ "Send" }</button>
+            <button type="submit" id="composer-send" class="primary" aria-label="Send" disabled={text.trim().is_empty()}>{ "Send" }</button>
         </form>
     }
 }

@@ -62,9 +62,9 @@ pub fn login() -> Html {
                 <input id="login-password" name="password" type="password" autocomplete="current-password" required=true
                     value={(*password).clone()} oninput={field(password.clone())} />
                 <p class="form-error" role="alert">{ message.unwrap_or_default() }</p>
-                <button type="submit" class="primary" disabled={*busy}>{ if *busy { "Logging in…" } else { "Log in" } }</button>
+                <button type="submit" id="login-submit" class="primary" disabled={*busy}>{ if *busy { "Logging in…" } else { "Log in" } }</button>
                 if can_sign_up {
-                    <p class="switch">{ "New here? " }<button type="button" class="link" onclick={to_signup}>{ "Create an account" }</button></p>
+                    <p class="switch">{ "New here? " }<button type="button" id="to-signup" class="link" onclick={to_signup}>{ "Create an account" }</button></p>
                 } else {
                     <p class="switch muted">{ "New accounts are created by the administrator." }</p>
                 }

@@ -53,7 +53,7 @@ pub fn new_chat() -> Html {
                 <input id="new-chat-email" name="new_chat_email" type="email" placeholder="Start a chat: friend@example.org"
                     autocomplete="off" value={(*email).clone()} {oninput}
                     aria-invalid={error.is_some().to_string()} aria-describedby="new-chat-error" />
-                <button type="submit" class="primary" disabled={*busy}>{ "New chat" }</button>
+                <button type="submit" id="new-chat-submit" class="primary" disabled={*busy}>{ "New chat" }</button>
             </div>
             <p id="new-chat-error" class="field-error" role="alert">{ (*error).clone().unwrap_or_default() }</p>
         </form>

@@ -80,8 +80,8 @@ pub fn signup() -> Html {
                 <p id="signup-password-hint" class="hint">{ "At least 8 characters." }</p>
                 <p id="signup-password-error" class="field-error" role="alert">{ password_error.unwrap_or_default() }</p>
                 <p class="form-error" role="alert">{ form_error.unwrap_or_default() }</p>
-                <button type="submit" class="primary" disabled={*busy}>{ if *busy { "Signing up…" } else { "Sign up" } }</button>
-                <p class="switch">{ "Already have an account? " }<button type="button" class="link" onclick={to_login}>{ "Log in" }</button></p>
+                <button type="submit" id="signup-submit" class="primary" disabled={*busy}>{ if *busy { "Signing up…" } else { "Sign up" } }</button>
+                <p class="switch">{ "Already have an account? " }<button type="button" id="to-login" class="link" onclick={to_login}>{ "Log in" }</button></p>
             </form>
         </main>
     }

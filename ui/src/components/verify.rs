@@ -87,9 +87,9 @@ pub fn verify(props: &VerifyProps) -> Html {
                 <p id="verify-code-error" class="field-error" role="alert">{ code_error.unwrap_or_default() }</p>
                 <p class="form-error" role="alert">{ form_error.unwrap_or_default() }</p>
                 <p class="info" role="status">{ (*info).clone().unwrap_or_default() }</p>
-                <button type="submit" class="primary" disabled={*busy || code.len() != 6}>{ if *busy { "Checking…" } else { "Confirm" } }</button>
+                <button type="submit" id="verify-submit" class="primary" disabled={*busy || code.len() != 6}>{ if *busy { "Checking…" } else { "Confirm" } }</button>
                 <p class="switch">
-                    <button type="button" class="link" onclick={resend}>{ "Send a new code" }</button>
+                    <button type="button" id="resend-code" class="link" onclick={resend}>{ "Send a new code" }</button>
                     { " · " }
                     <button type="button" class="link" onclick={back}>{ "Use another email" }</button>
                 </p>

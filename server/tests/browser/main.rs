@@ -1,0 +1,190 @@
+//! End-to-end: the seed's walkthrough in two headless Chromium sessions against the real server
+//! process, with a screenshot of each step under `<target>/e2e-screenshots`.
+mod harness;
+// Shared with the API tests, which use all of it.
+#[allow(dead_code)]
+#[path = "../api/smtp_sink.rs"]
+mod smtp_sink;
+
+use harness::{Browser, Driver, ServerProcess};
+use smtp_sink::SmtpSink;
+
+const PASSWORD: &str = "a good password";
+
+/// Signs up through the UI, reading the code from the mail that arrived over SMTP.
+async fn sign_up(browser: &mut Browser, server: &ServerProcess, smtp: &SmtpSink, email: &str, name: &str) {
+    browser.goto(&server.url()).await;
+    browser.click("#to-signup").await;
+    browser.fill("#signup-email", email).await;
+    browser.fill("#signup-name", name).await;
+    browser.fill("#signup-password", PASSWORD).await;
+    browser.shot("signup").await;
+    browser.click("#signup-submit").await;
+    browser.find("#verify-code").await;
+    let code = smtp.next_code_for(email).await;
+    browser.fill("#verify-code", &code).await;
+    browser.shot("code").await;
+    browser.click("#verify-submit").await;
+    browser.find("#no-chats").await;
+    browser.shot("empty-chat-page").await;
+}
+
+/// An account made through the API, for the third person of the story.
+async fn sign_up_by_api(server: &ServerProcess, smtp: &SmtpSink, email: &str, name: &str) -> String {
+    let client = reqwest::Client::new();
+    let pending: serde_json::Value = client
+        .post(format!("{}/api/v1/auth/signup", server.url()))
+        .json(&serde_json::json!({"email": email, "password": PASSWORD, "display_name": name}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let code = smtp.next_code_for(email).await;
+    let auth: serde_json::Value = client
+        .post(format!("{}/api/v1/auth/verify", server.url()))
+        .json(&serde_json::json!({"signup_id": pending["signup_id"], "code": code}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    auth["token"].as_str().unwrap().to_string()
+}
+
+fn chat_with(email: &str) -> String {
+    format!(r#".chat-item[data-friend="{email}"]"#)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seed_walkthrough_in_two_browsers() {
+    let smtp = SmtpSink::start().await;
+    let mut server = ServerProcess::start(&smtp).await;
+    let driver = Driver::start().await;
+    let mut ada = driver.browser("ada").await;
+    let mut bo = driver.browser("bo").await;
+
+    // Signup → code → chat page, for both.
+    sign_up(&mut ada, &server, &smtp, "ada@example.org", "Ada").await;
+    sign_up(&mut bo, &server, &smtp, "bo@example.org", "Bo").await;
+    let cy_token = sign_up_by_api(&server, &smtp, "cy@example.org", "Cy").await;
+
+    // Login.
+    ada.click("#logout").await;
+    ada.find("#login-email").await;
+    ada.fill("#login-email", "ada@example.org").await;
+    ada.fill("#login-password", PASSWORD).await;
+    ada.shot("login").await;
+    ada.click("#login-submit").await;
+    ada.find("#no-chats").await;
+
+    // A new chat by an unknown email shows the error.
+    ada.fill("#new-chat-email", "nobody@example.org").await;
+    ada.click("#new-chat-submit").await;
+    ada.until_text("#new-chat-error", "No one uses Parley with this email").await;
+    ada.shot("unknown-email").await;
+
+    // By a known email: the chat appears on both sides.
+    ada.fill("#new-chat-email", "bo@example.org").await;
+    ada.click("#new-chat-submit").await;
+    ada.find(&chat_with("bo@example.org")).await;
+    ada.shot("new-chat").await;
+    bo.find(&chat_with("ada@example.org")).await;
+    bo.shot("chat-appeared").await;
+    assert_eq!(ada.text("#new-chat-error").await, "", "the error is gone");
+
+    // The friend's name is green while they are online.
+    let bo_online = format!("{} .name.online", chat_with("bo@example.org"));
+    ada.find(&bo_online).await;
+    ada.shot("friend-online").await;
+    bo.goto("about:blank").await;
+    ada.until("Bo shown offline", || async { ada.count(&bo_online).await == 0 }).await;
+    ada.shot("friend-offline").await;
+    bo.goto(&server.url()).await;
+    ada.find(&bo_online).await;
+
+    // Bo looks at another chat (with Cy) when Ada writes: a blue dot on Ada's chat.
+    bo.fill("#new-chat-email", "cy@example.org").await;
+    bo.click("#new-chat-submit").await;
+    bo.until_text(".conversation-header .friend-name", "Cy").await;
+    ada.click(&chat_with("bo@example.org")).await;
+    ada.fill("#composer-text", "Hello Bo!").await;
+    ada.click("#composer-send").await;
+    ada.until("the message confirmed", || async { ada.text(".message.mine:not(.pending) .body").await == "Hello Bo!" })
+        .await;
+    ada.shot("sent").await;
+    let dot = format!("{} .dot", chat_with("ada@example.org"));
+    bo.until_text(&dot, "1").await;
+    bo.shot("blue-dot").await;
+
+    // Opening the chat clears the dot and shows the message; Ada sees it was read.
+    bo.click(&chat_with("ada@example.org")).await;
+    bo.until_text(".message.theirs .body", "Hello Bo!").await;
+    bo.until("the dot cleared", || async { bo.count(&dot).await == 0 }).await;
+    bo.shot("opened").await;
+    ada.until_text(".message.mine .seen", "Seen").await;
+
+    // A reload keeps the session and the history.
+    bo.client.refresh().await.unwrap();
+    bo.click(&chat_with("ada@example.org")).await;
+    bo.until_text(".message.theirs .body", "Hello Bo!").await;
+    bo.shot("after-reload").await;
+
+    // The server dies mid-conversation: the UI says so, keeps what Ada writes pending, recovers,
+    // and the message arrives once.
+    server.kill();
+    ada.find("#connection-banner").await;
+    ada.fill("#composer-text", "Written while the server was down").await;
+    ada.click("#composer-send").await;
+    ada.until_text(".message.pending .meta", "Sending").await;
+    ada.shot("reconnecting").await;
+    server.restart().await;
+    ada.until("reconnected", || async { ada.count("#connection-banner").await == 0 }).await;
+    ada.until("the pending message confirmed", || async { ada.count(".message.pending").await == 0 }).await;
+    ada.shot("recovered").await;
+    let sent_while_down = ".message.theirs .body";
+    bo.until("the message arrived", || async {
+        let bodies = bo.client.find_all(fantoccini::Locator::Css(sent_while_down)).await.unwrap_or_default();
+        let mut n = 0;
+        for body in bodies {
+            if body.text().await.unwrap_or_default() == "Written while the server was down" {
+                n += 1;
+            }
+        }
+        n == 1
+    })
+    .await;
+    assert_eq!(bo.count(".message.theirs").await, 2, "each message once");
+    bo.shot("received-once").await;
+
+    // Cy exists only for the story; the chat with Bo reached Cy's account as well.
+    let cy_chats: serde_json::Value = reqwest::Client::new()
+        .get(format!("{}/api/v1/chats", server.url()))
+        .bearer_auth(&cy_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(cy_chats["chats"][0]["friend"]["email"], "bo@example.org");
+
+    // On a phone's width one pane shows at a time.
+    bo.client.set_window_size(390, 844).await.unwrap();
+    bo.find(".conversation .back").await;
+    bo.shot("phone-conversation").await;
+    bo.click(".conversation .back").await;
+    bo.find(&chat_with("ada@example.org")).await;
+    assert_eq!(bo.count(".conversation .composer").await, 0, "the list alone on a phone");
+    bo.shot("phone-list").await;
+
+    // Logout.
+    ada.click("#logout").await;
+    ada.find("#login-email").await;
+    ada.shot("logged-out").await;
+
+    ada.close().await;
+    bo.close().await;
+}
