@@ -115,9 +115,11 @@ impl Driver {
             .stderr(Stdio::null())
             .spawn()
             .expect("chromedriver (Debian's chromium-driver; scripts/test.sh installs it)");
+        // Owned from here on, so that a panic below still ends the process.
+        let driver = Driver { port, child };
         for _ in 0..100 {
             if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-                return Driver { port, child };
+                return driver;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
