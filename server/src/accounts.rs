@@ -157,6 +157,9 @@ pub async fn verify(state: &AppState, caller: &Caller, signup_id: &str, code: &s
 
 pub async fn resend(state: &AppState, caller: &Caller, signup_id: &str) -> ApiResult<()> {
     take_all(&*state.limiter, &[(Bucket::ResendPerIp, &caller.ip)]).await?;
+    // Per address too, so that many signups cannot make a mailbox of someone's a target.
+    let email = state.store.signup(signup_id).await?.ok_or(ApiError::SignupNotFound)?.email;
+    take_all(&*state.limiter, &[(Bucket::ResendPerEmail, &email)]).await?;
     let code = new_code();
     let now = now_millis();
     let cooldown_ms = state.config.resend_cooldown_secs as i64 * 1000;

@@ -9,7 +9,7 @@ use crate::{
     config::Config,
     crypto,
     domain::{DisplayName, Email, Password},
-    store::{self, NewUser, StoreError},
+    store::{self, BulkUser, NewUser, StoreError},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -20,8 +20,71 @@ pub enum AdminError {
     EmailTaken,
     #[error("database: {0}")]
     Store(#[from] StoreError),
-    #[error("reading the password from stdin: {0}")]
-    Stdin(#[from] std::io::Error),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Password hash of accounts made in bulk: not a valid PHC string, so no password ever matches
+/// it; such accounts use the session minted for them.
+pub const NO_PASSWORD: &str = "!no-password";
+
+/// Creates `count` verified accounts `<prefix>-<n>@<prefix>.invalid`, each with a session, and
+/// writes `user_id<TAB>email<TAB>token` lines to `tokens_out` (readable by its owner only).
+/// Passwords are not hashed one by one (argon2 at 100k accounts would take an hour): the
+/// accounts get no password at all.
+pub async fn create_users(
+    config: &Config,
+    count: usize,
+    prefix: &str,
+    tokens_out: &std::path::Path,
+) -> Result<usize, AdminError> {
+    if prefix.is_empty() || !prefix.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        return Err(AdminError::Invalid("the prefix may hold letters, digits and '-'".into()));
+    }
+    let store = store::connect(&config.database_url()).await?;
+    let mut lines = String::new();
+    let now = now_millis();
+    let expires = now + config.session_ttl_secs as i64 * 1000;
+    const CHUNK: usize = 1000;
+    for start in (0..count).step_by(CHUNK) {
+        let mut tokens = Vec::new();
+        let chunk: Vec<BulkUser> = (start..(start + CHUNK).min(count))
+            .map(|n| {
+                let (token, token_hash) = crypto::new_session_token();
+                let email = format!("{prefix}-{n:06}@{prefix}.invalid");
+                tokens.push((email.clone(), token));
+                BulkUser {
+                    email,
+                    display_name: format!("{prefix} {n}"),
+                    password_hash: NO_PASSWORD.into(),
+                    token_hash,
+                    now,
+                    session_expires_at: expires,
+                }
+            })
+            .collect();
+        let ids = store.create_users_with_sessions(&chunk).await.map_err(|e| match e {
+            StoreError::Conflict => AdminError::EmailTaken,
+            other => other.into(),
+        })?;
+        for (id, (email, token)) in ids.into_iter().zip(tokens) {
+            lines.push_str(&format!("{id}\t{email}\t{token}\n"));
+        }
+    }
+    write_private(tokens_out, lines.as_bytes())?;
+    Ok(count)
+}
+
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)?.write_all(bytes)
 }
 
 pub struct CreatedUser {

@@ -114,6 +114,7 @@ pub async fn sync(state: &AppState, user_id: i64, since: i64, limit: Option<i64>
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(ApiError::invalid("invalid_limit", format!("limit must be between 1 and {MAX_PAGE}")));
     }
+    ::metrics::counter!(crate::metrics::SYNC_BATCHES).increment(1);
     let mut records = state.store.events_since(user_id, since, limit + 1).await?;
     let more = records.len() as i64 > limit;
     records.truncate(limit as usize);
@@ -180,6 +181,7 @@ pub async fn send(
     let new = NewMessage { chat_id, sender_id: user_id, client_id, body, now: now_millis() };
     match state.store.send_message(new).await.map_err(ApiError::from)? {
         SendOutcome::Created { message, events } => {
+            ::metrics::counter!(crate::metrics::MESSAGES).increment(1);
             let view = message_view(&message);
             for EventPos { user_id: member, pos } in events {
                 let event = Event::Message { cursor: cursor_string(pos), message: view.clone() };
@@ -188,6 +190,7 @@ pub async fn send(
             Ok(())
         }
         SendOutcome::Duplicate { message, cursor } => {
+            ::metrics::counter!(crate::metrics::DUPLICATE_SENDS).increment(1);
             // Only the sending connection hears of it again: an ack, nothing new for anyone else.
             let event = Event::Message { cursor: cursor_string(cursor), message: message_view(&message) };
             state.relay.deliver_to(user_id, origin, Outbound::Event { pos: cursor, event, origin: Some(origin) });

@@ -71,6 +71,9 @@ pub struct Config {
     /// Frames per second one connection may send, with a burst of twice that
     /// (`PARLEY_WS_FRAMES_PER_SEC`); beyond, it is closed as a flood.
     pub ws_frames_per_sec: u32,
+    /// Bearer token for `GET /metrics`; without it only loopback peers may read them
+    /// (`PARLEY_METRICS_TOKEN`).
+    pub metrics_token: Option<Secret>,
     /// Request budgets of the auth routes (`PARLEY_RATE_LIMITS__LOGIN_PER_IP`, …).
     pub rate_limits: RateLimits,
     /// `tracing` filter, e.g. `info,parley_server=debug` (`PARLEY_LOG`).
@@ -86,6 +89,7 @@ pub struct RateLimits {
     pub verify_per_ip: u32,
     pub verify_per_signup: u32,
     pub resend_per_ip: u32,
+    pub resend_per_email: u32,
     pub login_per_ip: u32,
     pub login_per_email: u32,
     pub new_chat_per_user: u32,
@@ -100,6 +104,7 @@ impl Default for RateLimits {
             verify_per_ip: 30,
             verify_per_signup: 10,
             resend_per_ip: 10,
+            resend_per_email: 5,
             login_per_ip: 30,
             login_per_email: 10,
             new_chat_per_user: 30,
@@ -133,6 +138,7 @@ impl Default for Config {
             ws_ping_secs: 20,
             ws_idle_timeout_secs: 60,
             ws_frames_per_sec: 50,
+            metrics_token: None,
             rate_limits: RateLimits::default(),
             log: "info".into(),
         }
@@ -164,6 +170,9 @@ impl Config {
         }
         if empty_secret(&self.secret) {
             self.secret = None;
+        }
+        if empty_secret(&self.metrics_token) {
+            self.metrics_token = None;
         }
         if empty_secret(&self.smtp_url) {
             self.smtp_url = None;

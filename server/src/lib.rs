@@ -15,6 +15,7 @@ pub mod crypto;
 pub mod domain;
 pub mod error;
 pub mod mail;
+pub mod metrics;
 pub mod ratelimit;
 pub mod relay;
 pub mod routes;
@@ -44,6 +45,7 @@ pub struct Server {
 
 impl Server {
     pub async fn build(config: Config) -> Result<Self, StartError> {
+        metrics::handle();
         let store = store::connect(&config.database_url()).await?;
         let key = crypto::ServerKey::load_or_create(config.secret.as_ref().map(|s| s.0.as_str()), &config.data_dir)
             .map_err(StartError::Secret)?;

@@ -31,6 +31,16 @@ enum AdminCommand {
         #[arg(long)]
         password_stdin: bool,
     },
+    /// Create many verified accounts with a session each (bots, load tests); they have no
+    /// password. Writes `user_id<TAB>email<TAB>token` lines.
+    CreateUsers {
+        #[arg(long)]
+        count: usize,
+        #[arg(long, default_value = "load")]
+        prefix: String,
+        #[arg(long)]
+        tokens_out: std::path::PathBuf,
+    },
 }
 
 #[tokio::main]
@@ -57,6 +67,15 @@ async fn main() -> std::process::ExitCode {
                     if let Some(password) = created.generated_password {
                         println!("password: {password}");
                     }
+                    Ok(())
+                }
+                Err(err) => Err(err.to_string()),
+            }
+        }
+        Command::Admin(AdminCommand::CreateUsers { count, prefix, tokens_out }) => {
+            match admin::create_users(&config, count, &prefix, &tokens_out).await {
+                Ok(n) => {
+                    println!("created {n} users; tokens in {}", tokens_out.display());
                     Ok(())
                 }
                 Err(err) => Err(err.to_string()),

@@ -77,6 +77,7 @@ async fn run(state: AppState, session: Session, user: UserRecord, socket: WebSoc
     );
 
     tracing::debug!(user_id, conn = conn_id, came_online, "connection opened");
+    ::metrics::gauge!(crate::metrics::CONNECTIONS).increment(1.0);
     // Registered first, cursor second: whatever commits after this read reaches the queue.
     let hello = match state.store.cursor(user_id).await {
         Ok(cursor) => Some((cursor, ServerFrame::Hello { user: user_view(&user), cursor: cursor_string(cursor) })),
@@ -106,20 +107,22 @@ async fn run(state: AppState, session: Session, user: UserRecord, socket: WebSoc
                 last_typing: HashMap::new(),
             };
             let send = sender.run(queue_rx, &kick, &last_heard);
-            tokio::pin!(send);
+            let receive = receiver.run(stream);
+            tokio::pin!(send, receive);
             tokio::select! {
-                () = &mut send => {}
-                () = receiver.run(stream) => {
-                    // Kicked by the receive side (a flood): the send side writes the close frame.
-                    if kick.is_kicked() {
-                        let _ = tokio::time::timeout(Duration::from_secs(1), send).await;
-                    }
+                // The send side closed the connection (a kick, a timeout): read on briefly so the
+                // peer's close reply is taken, not answered with a reset that could cost it the
+                // close frame and its reason.
+                () = &mut send => {
+                    let _ = tokio::time::timeout(Duration::from_secs(1), receive).await;
                 }
+                () = &mut receive => {}
             }
         }
     }
 
     tracing::debug!(user_id, conn = conn_id, "connection closed");
+    ::metrics::gauge!(crate::metrics::CONNECTIONS).decrement(1.0);
     if state.relay.unregister(user_id, conn_id) {
         let now = now_millis();
         if let Err(err) = state.store.set_last_seen(user_id, now).await {
@@ -193,6 +196,7 @@ impl Sender {
                 }
             }
         };
+        ::metrics::counter!(crate::metrics::CUT_OFF, "code" => code.to_string()).increment(1);
         let frame = CloseFrame { code, reason: close_reason(code).into() };
         let _ = tokio::time::timeout(Duration::from_secs(1), self.sink.send(WsMessage::Close(Some(frame)))).await;
     }
@@ -229,6 +233,9 @@ impl Sender {
             }),
             _ => None,
         };
+        if ack.is_some() {
+            ::metrics::counter!(crate::metrics::ACKS).increment(1);
+        }
         if pos <= self.delivered {
             // Already sent (from the store, while filling a gap); the sender still needs its ack.
             return match ack {
@@ -314,9 +321,13 @@ impl Receiver {
                 WsMessage::Close(_) => return,
                 WsMessage::Ping(_) | WsMessage::Pong(_) => continue,
             };
+            if self.kick.is_kicked() {
+                // Closing: what still arrives is read and dropped.
+                continue;
+            }
             if self.frames.check().is_err() {
                 self.kick.kick(close::FLOOD);
-                return;
+                continue;
             }
             match serde_json::from_str::<ClientFrame>(&text) {
                 Ok(frame) => {
@@ -327,7 +338,6 @@ impl Receiver {
             }
             if self.bad_in_a_row > MAX_BAD_FRAMES_IN_A_ROW {
                 self.kick.kick(close::FLOOD);
-                return;
             }
         }
     }

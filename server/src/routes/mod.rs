@@ -99,6 +99,7 @@ pub fn router(state: AppState) -> Router {
         .merge(instance::router())
         .merge(chats::router())
         .route("/api/v1/openapi.json", get(openapi_json))
+        .route("/metrics", get(crate::metrics::serve))
         .route("/api/{*rest}", any(not_found));
     let app = match web_ui(&state.config.ui_dir) {
         Some(ui) => api.merge(ui),

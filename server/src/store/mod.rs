@@ -102,6 +102,17 @@ pub struct NewSession<'a> {
     pub expires_at: Millis,
 }
 
+/// An account made by an administrator, with a session minted for it.
+#[derive(Debug, Clone)]
+pub struct BulkUser {
+    pub email: String,
+    pub display_name: String,
+    pub password_hash: String,
+    pub token_hash: Vec<u8>,
+    pub now: Millis,
+    pub session_expires_at: Millis,
+}
+
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct SessionRecord {
     pub id: i64,
@@ -252,6 +263,11 @@ pub trait Store: Send + Sync + 'static {
     /// The user's events after `since`, oldest first.
     async fn events_since(&self, user_id: i64, since: i64, limit: i64) -> StoreResult<Vec<EventRecord>>;
     async fn set_last_seen(&self, user_id: i64, at: Millis) -> StoreResult<()>;
+
+    /// Creates accounts, each with one session, in bulk (bots, load tests): one transaction per
+    /// call, so callers pass chunks. Returns the new users' ids in order. `Conflict` if an email
+    /// is taken.
+    async fn create_users_with_sessions(&self, users: &[BulkUser]) -> StoreResult<Vec<i64>>;
 
     /// Deletes expired or revoked sessions and signups created before `signups_before`.
     async fn purge(&self, now: Millis, signups_before: Millis) -> StoreResult<u64>;

@@ -279,6 +279,7 @@ macro_rules! impl_store {
 
             #[tracing::instrument(skip_all)]
             async fn session_by_token_hash(&self, token_hash: &[u8]) -> StoreResult<Option<SessionRecord>> {
+                let _timer = $crate::metrics::StoreTimer::start("session_by_token_hash");
                 Ok(sqlx::query_as::<$db, SessionRecord>(
                     "SELECT id, user_id, created_at, last_used_at, expires_at, revoked_at
                      FROM sessions WHERE token_hash = $1",
@@ -313,6 +314,7 @@ macro_rules! impl_store {
 
             #[tracing::instrument(skip_all)]
             async fn create_chat(&self, a: i64, b: i64, now: Millis) -> StoreResult<NewChat> {
+                let _timer = $crate::metrics::StoreTimer::start("create_chat");
                 let pair_key = format!("{}:{}", a.min(b), a.max(b));
                 let mut tx = self.writer().begin().await?;
                 let inserted: Option<(i64,)> = sqlx::query_as(
@@ -346,6 +348,7 @@ macro_rules! impl_store {
 
             #[tracing::instrument(skip_all)]
             async fn chats_for_user(&self, user_id: i64) -> StoreResult<Vec<ChatSummary>> {
+                let _timer = $crate::metrics::StoreTimer::start("chats_for_user");
                 let rows = sqlx::query_as::<$db, ChatRow>(chat_query!(""))
                     .bind(user_id)
                     .fetch_all(self.reader())
@@ -355,6 +358,7 @@ macro_rules! impl_store {
 
             #[tracing::instrument(skip_all)]
             async fn chat_for_user(&self, chat_id: i64, user_id: i64) -> StoreResult<Option<ChatSummary>> {
+                let _timer = $crate::metrics::StoreTimer::start("chat_for_user");
                 let row = sqlx::query_as::<$db, ChatRow>(chat_query!("AND c.id = $2"))
                     .bind(user_id)
                     .bind(chat_id)
@@ -365,11 +369,13 @@ macro_rules! impl_store {
 
             #[tracing::instrument(skip_all)]
             async fn member_ids(&self, chat_id: i64) -> StoreResult<Vec<i64>> {
+                let _timer = $crate::metrics::StoreTimer::start("member_ids");
                 Self::members(self.reader(), chat_id).await
             }
 
             #[tracing::instrument(skip_all)]
             async fn friend_ids(&self, user_id: i64) -> StoreResult<Vec<i64>> {
+                let _timer = $crate::metrics::StoreTimer::start("friend_ids");
                 let rows: Vec<(i64,)> = sqlx::query_as(
                     "SELECT DISTINCT o.user_id FROM chat_members m
                      JOIN chat_members o ON o.chat_id = m.chat_id AND o.user_id <> m.user_id
@@ -383,6 +389,7 @@ macro_rules! impl_store {
 
             #[tracing::instrument(skip_all)]
             async fn messages_before(&self, chat_id: i64, before: i64, limit: i64) -> StoreResult<Vec<MessageRecord>> {
+                let _timer = $crate::metrics::StoreTimer::start("messages_before");
                 Ok(sqlx::query_as::<$db, MessageRecord>(
                     "SELECT * FROM messages WHERE chat_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3",
                 )
@@ -395,6 +402,7 @@ macro_rules! impl_store {
 
             #[tracing::instrument(skip_all)]
             async fn send_message(&self, m: NewMessage<'_>) -> StoreResult<SendOutcome> {
+                let _timer = $crate::metrics::StoreTimer::start("send_message");
                 if let Some(existing) = self.find_by_client_id(m.sender_id, m.client_id).await? {
                     return self.duplicate_outcome(&m, existing).await;
                 }
@@ -410,6 +418,7 @@ macro_rules! impl_store {
 
             #[tracing::instrument(skip_all)]
             async fn mark_read(&self, chat_id: i64, user_id: i64, up_to: i64, now: Millis) -> StoreResult<ReadOutcome> {
+                let _timer = $crate::metrics::StoreTimer::start("mark_read");
                 let mut tx = self.writer().begin().await?;
                 let updated: Option<(i64,)> = sqlx::query_as(
                     "UPDATE chat_members
@@ -442,6 +451,7 @@ macro_rules! impl_store {
 
             #[tracing::instrument(skip_all)]
             async fn cursor(&self, user_id: i64) -> StoreResult<i64> {
+                let _timer = $crate::metrics::StoreTimer::start("cursor");
                 let (pos,): (i64,) = sqlx::query_as("SELECT last_event_pos FROM users WHERE id = $1")
                     .bind(user_id)
                     .fetch_one(self.reader())
@@ -451,6 +461,7 @@ macro_rules! impl_store {
 
             #[tracing::instrument(skip_all)]
             async fn events_since(&self, user_id: i64, since: i64, limit: i64) -> StoreResult<Vec<EventRecord>> {
+                let _timer = $crate::metrics::StoreTimer::start("events_since");
                 let rows = sqlx::query_as::<$db, EventRow>(
                     "SELECT e.pos, e.kind, e.chat_id, e.reader_id, e.up_to,
                             m.id AS m_id, m.seq AS m_seq, m.sender_id AS m_sender_id, m.client_id AS m_client_id,
@@ -474,6 +485,37 @@ macro_rules! impl_store {
                     .execute(self.writer())
                     .await?;
                 Ok(())
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn create_users_with_sessions(&self, users: &[BulkUser]) -> StoreResult<Vec<i64>> {
+                let mut tx = self.writer().begin().await?;
+                let mut ids = Vec::with_capacity(users.len());
+                for user in users {
+                    let (id,): (i64,) = sqlx::query_as(
+                        "INSERT INTO users (email, display_name, password_hash, created_at) VALUES ($1, $2, $3, $4)
+                         RETURNING id",
+                    )
+                    .bind(&user.email)
+                    .bind(&user.display_name)
+                    .bind(&user.password_hash)
+                    .bind(user.now)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    sqlx::query(
+                        "INSERT INTO sessions (token_hash, user_id, user_agent, created_at, last_used_at, expires_at)
+                         VALUES ($1, $2, 'parley-server admin', $3, $3, $4)",
+                    )
+                    .bind(&user.token_hash)
+                    .bind(id)
+                    .bind(user.now)
+                    .bind(user.session_expires_at)
+                    .execute(&mut *tx)
+                    .await?;
+                    ids.push(id);
+                }
+                tx.commit().await?;
+                Ok(ids)
             }
 
             #[tracing::instrument(skip_all)]

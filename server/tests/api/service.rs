@@ -14,6 +14,9 @@ on_both_backends!(
     login_is_rate_limited_per_ip_and_per_email,
     signup_is_rate_limited_per_email,
     code_guessing_is_rate_limited_per_signup,
+    resends_are_rate_limited_per_email,
+    metrics_are_served_to_loopback_or_with_the_token,
+    bulk_accounts_get_a_session_and_no_password,
     instance_health_and_openapi_are_public,
     unknown_routes_answer_json_404,
     the_web_ui_is_served_with_a_strict_content_security_policy,
@@ -169,4 +172,73 @@ async fn the_web_ui_is_served_with_a_strict_content_security_policy(backend: Bac
     let api = app.client.get(app.at("/api/v1/instance")).send().await.unwrap();
     assert_eq!(api.headers()["x-content-type-options"], "nosniff");
     std::fs::remove_dir_all(ui).unwrap();
+}
+
+async fn resends_are_rate_limited_per_email(backend: Backend) {
+    let app = spawn_with(backend, |c| {
+        c.resend_cooldown_secs = 0;
+        c.rate_limits.resend_per_email = 2;
+    })
+    .await;
+    let first = app.start_signup("ab@example.org", "a good password").await;
+    let second = app.start_signup("ab@example.org", "a good password").await;
+    for signup in [&first, &second] {
+        let response = app.post("/api/v1/auth/resend", serde_json::json!({"signup_id": signup})).await;
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+    }
+    let third = app.post("/api/v1/auth/resend", serde_json::json!({"signup_id": first})).await;
+    assert_error(third, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+}
+
+async fn metrics_are_served_to_loopback_or_with_the_token(backend: Backend) {
+    let app = crate::helpers::spawn_open(backend, |_| {}).await;
+    let ada = app.user("Ada").await;
+    app.user("Bo").await;
+    let chat = app.chat(&ada, "bo@example.org").await;
+    let mut socket = crate::ws_client::WsClient::connect(&app, &ada.token).await;
+    socket.say(chat, "counted").await;
+    socket.next_ack().await;
+    let text = app.client.get(app.at("/metrics")).send().await.unwrap().text().await.unwrap();
+    for metric in ["parley_ws_connections", "parley_messages_total", "parley_acks_total", "parley_store_seconds_bucket"]
+    {
+        assert!(text.contains(metric), "{metric} missing from:\n{text}");
+    }
+
+    let guarded =
+        spawn_with(backend, |c| c.metrics_token = Some(parley_server::config::Secret("scrape-me".into()))).await;
+    let anonymous = guarded.client.get(guarded.at("/metrics")).send().await.unwrap();
+    assert_eq!(anonymous.status(), StatusCode::NOT_FOUND);
+    let wrong = guarded.client.get(guarded.at("/metrics")).bearer_auth("nope").send().await.unwrap();
+    assert_eq!(wrong.status(), StatusCode::NOT_FOUND);
+    let right = guarded.client.get(guarded.at("/metrics")).bearer_auth("scrape-me").send().await.unwrap();
+    assert_eq!(right.status(), StatusCode::OK);
+}
+
+async fn bulk_accounts_get_a_session_and_no_password(backend: Backend) {
+    let app = spawn(backend).await;
+    let file = app.data_dir.join("tokens.tsv");
+    std::fs::create_dir_all(&app.data_dir).unwrap();
+    let made = parley_server::admin::create_users(&app.config, 3, "bot", &file).await.unwrap();
+    assert_eq!(made, 3);
+    let text = std::fs::read_to_string(&file).unwrap();
+    let lines: Vec<Vec<&str>> = text.lines().map(|l| l.split('\t').collect()).collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[2][1], "bot-000002@bot.invalid");
+    let me: parley_common::User = app.get_json("/api/v1/me", lines[0][2]).await;
+    assert_eq!(me.email, "bot-000000@bot.invalid");
+    assert_eq!(me.id.to_string(), lines[0][0]);
+    assert_error(app.login("bot-000000@bot.invalid", "").await, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+    assert_error(
+        app.login("bot-000000@bot.invalid", "!no-password").await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_credentials",
+    )
+    .await;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    let again = parley_server::admin::create_users(&app.config, 1, "bot", &file).await;
+    assert!(matches!(again, Err(parley_server::admin::AdminError::EmailTaken)));
 }

@@ -62,6 +62,11 @@ impl WsClient {
         self.socket.send(WsMessage::Text(text.into())).await.unwrap();
     }
 
+    /// Sends without insisting: `false` if the connection is gone.
+    pub async fn try_send_text(&mut self, text: String) -> bool {
+        self.socket.send(WsMessage::Text(text.into())).await.is_ok()
+    }
+
     pub async fn send_raw(&mut self, message: WsMessage) {
         self.socket.send(message).await.unwrap();
     }

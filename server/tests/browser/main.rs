@@ -126,6 +126,14 @@ async fn the_seed_walkthrough_in_two_browsers() {
     bo.shot("opened").await;
     ada.until_text(".message.mine .seen", "Seen").await;
 
+    // Bo types (Ada sees it), then answers with Enter; Shift+Enter would have made a new line.
+    bo.fill("#composer-text", "Hi Ada").await;
+    ada.until_text(".conversation-header .status", "typing").await;
+    ada.shot("typing").await;
+    bo.find("#composer-text").await.send_keys("\u{E007}").await.unwrap();
+    ada.until_text(".message.theirs .body", "Hi Ada").await;
+    assert_eq!(bo.find("#composer-text").await.prop("value").await.unwrap().as_deref(), Some(""), "Enter sent it");
+
     // A reload keeps the session and the history.
     bo.client.refresh().await.unwrap();
     bo.click(&chat_with("ada@example.org")).await;
@@ -156,7 +164,7 @@ async fn the_seed_walkthrough_in_two_browsers() {
         n == 1
     })
     .await;
-    assert_eq!(bo.count(".message.theirs").await, 2, "each message once");
+    assert_eq!(bo.count(".message.theirs").await, 2, "each of Ada's messages once");
     bo.shot("received-once").await;
 
     // Cy exists only for the story; the chat with Bo reached Cy's account as well.

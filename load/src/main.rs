@@ -1,0 +1,109 @@
+//! `parley-load`: drives a Parley server over its public protocol (REST and WebSocket, real
+//! sockets) and reports what it measured, as a table and as JSON.
+//!
+//! Accounts come from `parley-server admin create-users --tokens-out FILE`.
+#![forbid(unsafe_code)]
+
+use std::{path::PathBuf, time::Duration};
+
+use clap::{Parser, Subcommand};
+
+mod client;
+mod report;
+mod scenarios;
+
+#[derive(Parser)]
+#[command(name = "parley-load", about = "Load generator for Parley")]
+struct Cli {
+    /// The server's base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8000")]
+    server: String,
+    /// Accounts: `user_id<TAB>email<TAB>token` lines from `parley-server admin create-users`.
+    #[arg(long)]
+    tokens: PathBuf,
+    /// Also write the results as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Give up on a scenario after this many seconds.
+    #[arg(long, default_value_t = 300)]
+    timeout_secs: u64,
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Subcommand, Clone)]
+pub enum Scenario {
+    /// P pairs; each sender sends M messages with at most W unacknowledged.
+    Throughput {
+        #[arg(long, default_value_t = 50)]
+        pairs: usize,
+        #[arg(long, default_value_t = 1000)]
+        messages: usize,
+        #[arg(long, default_value_t = 32)]
+        window: usize,
+    },
+    /// K idle authenticated sockets; the server's RSS per connection.
+    Connections {
+        #[arg(long, default_value_t = 10_000)]
+        count: usize,
+        /// The server's pid, to read its memory from /proc.
+        #[arg(long)]
+        server_pid: u32,
+        /// Loopback source addresses to spread the sockets over (127.0.0.1, 127.0.0.2, …):
+        /// one address has about 28,000 ephemeral ports.
+        #[arg(long, default_value_t = 1)]
+        source_ips: u8,
+    },
+    /// A client offline while N messages arrive for it; time from reconnect to having them all.
+    Catchup {
+        #[arg(long, default_value_t = 10_000)]
+        messages: usize,
+    },
+    /// One user with D devices; each message must reach all D.
+    Fanout {
+        #[arg(long, default_value_t = 50)]
+        devices: usize,
+        #[arg(long, default_value_t = 200)]
+        rounds: usize,
+    },
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    // Many sockets need many descriptors; raise the soft limit to the hard one.
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let accounts = match client::Account::read_all(&cli.tokens) {
+        Ok(accounts) => accounts,
+        Err(err) => {
+            eprintln!("parley-load: reading {}: {err}", cli.tokens.display());
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let target = client::Target::new(&cli.server);
+    let run = scenarios::run(&target, &accounts, cli.scenario.clone());
+    let report = match tokio::time::timeout(Duration::from_secs(cli.timeout_secs), run).await {
+        Ok(Ok(report)) => report,
+        Ok(Err(err)) => {
+            eprintln!("parley-load: {err}");
+            return std::process::ExitCode::FAILURE;
+        }
+        Err(_) => {
+            eprintln!("parley-load: gave up after {} s", cli.timeout_secs);
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    println!("{}", report.table());
+    if let Some(path) = &cli.json {
+        if let Err(err) = std::fs::write(path, serde_json::to_string_pretty(&report.json).expect("json")) {
+            eprintln!("parley-load: writing {}: {err}", path.display());
+            return std::process::ExitCode::FAILURE;
+        }
+    }
+    if report.ok {
+        std::process::ExitCode::SUCCESS
+    } else {
+        eprintln!("parley-load: the run found lost or duplicated messages");
+        std::process::ExitCode::FAILURE
+    }
+}

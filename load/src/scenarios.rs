@@ -1,0 +1,365 @@
+//! The four scenarios. Each checks what it can of exactly-once delivery besides timing.
+use std::{
+    collections::HashSet,
+    net::{IpAddr, Ipv4Addr},
+    time::{Duration, Instant},
+};
+
+use parley_common::{ClientFrame, Event, ServerFrame};
+use serde_json::json;
+
+use crate::{
+    client::{Account, Result, Target},
+    report::{latency_histogram, latency_summary, Report},
+    Scenario,
+};
+
+pub async fn run(target: &Target, accounts: &[Account], scenario: Scenario) -> Result<Report> {
+    match scenario {
+        Scenario::Throughput { pairs, messages, window } => throughput(target, accounts, pairs, messages, window).await,
+        Scenario::Connections { count, server_pid, source_ips } => {
+            connections(target, accounts, count, server_pid, source_ips).await
+        }
+        Scenario::Catchup { messages } => catchup(target, accounts, messages).await,
+        Scenario::Fanout { devices, rounds } => fanout(target, accounts, devices, rounds).await,
+    }
+}
+
+fn need(accounts: &[Account], n: usize) -> Result<()> {
+    if accounts.len() < n {
+        return Err(format!("this scenario needs {n} accounts; the tokens file has {}", accounts.len()).into());
+    }
+    Ok(())
+}
+
+fn new_client_id(n: usize, salt: u64) -> String {
+    // Unique per run without a random source: the run's start time and a counter.
+    format!("{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}", salt as u32, (salt >> 32) as u16, n >> 12 & 0xfff, n & 0xfff, n)
+}
+
+fn run_salt() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// Each sender's messages carry the send time (µs since `epoch`) as their body, so the receiver
+/// computes the latency.
+async fn throughput(
+    target: &Target,
+    accounts: &[Account],
+    pairs: usize,
+    messages: usize,
+    window: usize,
+) -> Result<Report> {
+    need(accounts, pairs * 2)?;
+    let window = window.max(1);
+    let mut chats = Vec::with_capacity(pairs);
+    for pair in 0..pairs {
+        chats.push(target.chat(&accounts[2 * pair], &accounts[2 * pair + 1]).await?);
+    }
+    let epoch = Instant::now();
+    let salt = run_salt();
+
+    let mut receivers = Vec::new();
+    for pair in 0..pairs {
+        let (mut socket, _) = target.connect(&accounts[2 * pair + 1]).await?;
+        let chat = chats[pair];
+        receivers.push(tokio::spawn(async move {
+            let mut latency = latency_histogram();
+            let mut seen = HashSet::with_capacity(messages);
+            let mut duplicates = 0usize;
+            let mut last_at = Instant::now();
+            while seen.len() < messages {
+                match socket.next_within(Duration::from_secs(30)).await? {
+                    Some(ServerFrame::Event(Event::Message { message, .. })) if message.chat_id == chat => {
+                        last_at = Instant::now();
+                        let sent_us: u64 = message.body.parse().unwrap_or(0);
+                        let now_us = epoch.elapsed().as_micros() as u64;
+                        latency.saturating_record(now_us.saturating_sub(sent_us).max(1));
+                        if !seen.insert(message.client_id) {
+                            duplicates += 1;
+                        }
+                    }
+                    Some(_) => {}
+                    None => break,
+                }
+            }
+            socket.close().await;
+            Result::Ok((latency, seen.len(), duplicates, last_at))
+        }));
+    }
+    let mut senders = Vec::new();
+    let started = Instant::now();
+    for pair in 0..pairs {
+        let (mut socket, _) = target.connect(&accounts[2 * pair]).await?;
+        let chat = chats[pair];
+        senders.push(tokio::spawn(async move {
+            let mut acked = 0usize;
+            let mut sent = 0usize;
+            while acked < messages {
+                // Keep up to `window` messages unacknowledged.
+                let mut queued = false;
+                while sent < messages && sent - acked < window {
+                    let body = epoch.elapsed().as_micros().to_string();
+                    let client_id = new_client_id(pair * messages + sent, salt);
+                    socket.feed(&ClientFrame::Send { chat_id: chat, client_id, body }).await?;
+                    sent += 1;
+                    queued = true;
+                }
+                if queued {
+                    socket.flush().await?;
+                }
+                match socket.next_within(Duration::from_secs(30)).await? {
+                    Some(ServerFrame::Ack { .. }) => acked += 1,
+                    Some(ServerFrame::Error { code, message, .. }) => return Err(format!("{code}: {message}").into()),
+                    Some(_) => {}
+                    None => return Err("no ack within 30 s".into()),
+                }
+            }
+            socket.close().await;
+            Result::Ok(acked)
+        }));
+    }
+    let mut acked = 0;
+    for sender in senders {
+        acked += sender.await??;
+    }
+    let mut latency = latency_histogram();
+    let (mut delivered, mut duplicates) = (0, 0);
+    let mut last = started;
+    for receiver in receivers {
+        let (h, n, d, at) = receiver.await??;
+        latency.add(&h)?;
+        delivered += n;
+        duplicates += d;
+        last = last.max(at);
+    }
+    let seconds = last.duration_since(started).as_secs_f64();
+    let expected = pairs * messages;
+    let rate = delivered as f64 / seconds;
+    let (latency_json, latency_cell) = latency_summary(&latency);
+    Ok(Report {
+        ok: delivered == expected && duplicates == 0 && acked == expected,
+        rows: vec![
+            ("scenario".into(), format!("throughput: {pairs} pairs × {messages} messages, window {window}")),
+            ("acked".into(), format!("{acked} / {expected}")),
+            ("delivered once".into(), format!("{delivered} / {expected} ({duplicates} duplicates)")),
+            ("time".into(), format!("{seconds:.2} s")),
+            ("rate".into(), format!("{rate:.0} messages/s delivered")),
+            ("send → receive".into(), latency_cell),
+        ],
+        json: json!({
+            "scenario": "throughput", "pairs": pairs, "messages_per_sender": messages, "window": window,
+            "acked": acked, "delivered": delivered, "duplicates": duplicates, "missing": expected - delivered.min(expected),
+            "seconds": seconds, "messages_per_sec": rate, "latency": latency_json,
+        }),
+    })
+}
+
+fn rss_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| "no VmRSS in /proc status".into())
+}
+
+async fn connections(target: &Target, accounts: &[Account], count: usize, pid: u32, source_ips: u8) -> Result<Report> {
+    need(accounts, 1)?;
+    let before = rss_kib(pid)?;
+    let started = Instant::now();
+    let mut holders = Vec::with_capacity(count);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // Connect in waves so the server's accept queue is not swamped.
+    const AT_ONCE: usize = 256;
+    for wave in (0..count).step_by(AT_ONCE) {
+        let mut connecting = Vec::new();
+        for n in wave..(wave + AT_ONCE).min(count) {
+            let account = accounts[n % accounts.len()].clone();
+            let source = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + (n % source_ips.max(1) as usize) as u8));
+            let target = target.clone();
+            connecting.push(tokio::spawn(async move { target.connect_from(&account, Some(source)).await }));
+        }
+        for c in connecting {
+            let (mut socket, _) = c.await??;
+            let mut stop = stop_rx.clone();
+            // Each socket keeps reading, so it answers the server's pings.
+            holders.push(tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = stop.changed() => break,
+                        frame = socket.next() => if frame.is_err() { return false },
+                    }
+                }
+                socket.close().await;
+                true
+            }));
+        }
+    }
+    let connect_secs = started.elapsed().as_secs_f64();
+    // Let allocations settle before reading the memory.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = rss_kib(pid)?;
+    let per_conn = (after.saturating_sub(before)) as f64 / count as f64;
+    let _ = stop_tx.send(true);
+    let mut alive = 0;
+    for h in holders {
+        if h.await.unwrap_or(false) {
+            alive += 1;
+        }
+    }
+    Ok(Report {
+        ok: alive == count,
+        rows: vec![
+            (
+                "scenario".into(),
+                format!("connections: {count} idle authenticated sockets from {source_ips} source address(es)"),
+            ),
+            ("connect time".into(), format!("{connect_secs:.2} s ({:.0}/s)", count as f64 / connect_secs)),
+            (
+                "server RSS".into(),
+                format!(
+                    "{:.1} MiB before, {:.1} MiB with all connected",
+                    before as f64 / 1024.0,
+                    after as f64 / 1024.0
+                ),
+            ),
+            ("per connection".into(), format!("{per_conn:.2} KiB")),
+            ("still open at the end".into(), format!("{alive} / {count}")),
+        ],
+        json: json!({
+            "scenario": "connections", "count": count, "connect_seconds": connect_secs,
+            "rss_before_kib": before, "rss_after_kib": after, "kib_per_connection": per_conn, "alive": alive,
+        }),
+    })
+}
+
+async fn catchup(target: &Target, accounts: &[Account], messages: usize) -> Result<Report> {
+    need(accounts, 2)?;
+    let (sender, receiver) = (&accounts[0], &accounts[1]);
+    let chat = target.chat(sender, receiver).await?;
+    let (socket, since) = target.connect(receiver).await?;
+    socket.close().await;
+
+    // The receiver is away while the messages arrive.
+    let (mut out, _) = target.connect(sender).await?;
+    let salt = run_salt();
+    let (mut sent, mut acked) = (0, 0);
+    while acked < messages {
+        while sent < messages && sent - acked < 64 {
+            out.feed(&ClientFrame::Send {
+                chat_id: chat,
+                client_id: new_client_id(sent, salt),
+                body: format!("m{sent}"),
+            })
+            .await?;
+            sent += 1;
+        }
+        out.flush().await?;
+        match out.next().await? {
+            ServerFrame::Ack { .. } => acked += 1,
+            ServerFrame::Error { code, message, .. } => return Err(format!("{code}: {message}").into()),
+            _ => {}
+        }
+    }
+    out.close().await;
+
+    let started = Instant::now();
+    let (mut socket, _) = target.connect(receiver).await?;
+    socket.send(&ClientFrame::Sync { since: Some(since) }).await?;
+    let mut seen = HashSet::with_capacity(messages);
+    let mut duplicates = 0;
+    let mut batches = 0;
+    loop {
+        match socket.next().await? {
+            ServerFrame::SyncBatch { events, next, more } => {
+                batches += 1;
+                for event in events {
+                    if let Event::Message { message, .. } = event {
+                        if message.chat_id == chat && !seen.insert(message.id) {
+                            duplicates += 1;
+                        }
+                    }
+                }
+                if !more {
+                    break;
+                }
+                socket.send(&ClientFrame::Sync { since: Some(next) }).await?;
+            }
+            ServerFrame::Error { code, message, .. } => return Err(format!("{code}: {message}").into()),
+            _ => {}
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    socket.close().await;
+    Ok(Report {
+        ok: seen.len() == messages && duplicates == 0,
+        rows: vec![
+            ("scenario".into(), format!("catch-up: {messages} messages missed while offline")),
+            (
+                "received once".into(),
+                format!("{} / {messages} ({duplicates} duplicates) in {batches} batches", seen.len()),
+            ),
+            (
+                "reconnect → all received".into(),
+                format!("{:.3} s ({:.0} messages/s)", seconds, messages as f64 / seconds),
+            ),
+        ],
+        json: json!({
+            "scenario": "catchup", "messages": messages, "received": seen.len(), "duplicates": duplicates,
+            "batches": batches, "seconds": seconds,
+        }),
+    })
+}
+
+async fn fanout(target: &Target, accounts: &[Account], devices: usize, rounds: usize) -> Result<Report> {
+    need(accounts, 2)?;
+    let (sender, user) = (&accounts[0], &accounts[1]);
+    let chat = target.chat(sender, user).await?;
+    let mut sockets = Vec::with_capacity(devices);
+    for _ in 0..devices {
+        sockets.push(target.connect(user).await?.0);
+    }
+    let (mut out, _) = target.connect(sender).await?;
+    let salt = run_salt();
+    let mut all_reached = latency_histogram();
+    let mut complete = 0;
+    for round in 0..rounds {
+        let started = Instant::now();
+        out.send(&ClientFrame::Send {
+            chat_id: chat,
+            client_id: new_client_id(round, salt),
+            body: format!("r{round}"),
+        })
+        .await?;
+        let mut reached = 0;
+        for socket in &mut sockets {
+            loop {
+                match socket.next_within(Duration::from_secs(10)).await? {
+                    Some(ServerFrame::Event(Event::Message { message, .. })) if message.body == format!("r{round}") => {
+                        reached += 1;
+                        break;
+                    }
+                    Some(_) => continue,
+                    None => break,
+                }
+            }
+        }
+        all_reached.saturating_record(started.elapsed().as_micros() as u64);
+        if reached == devices {
+            complete += 1;
+        }
+        // The sender's ack.
+        while !matches!(out.next().await?, ServerFrame::Ack { .. }) {}
+    }
+    let (latency_json, latency_cell) = latency_summary(&all_reached);
+    Ok(Report {
+        ok: complete == rounds,
+        rows: vec![
+            ("scenario".into(), format!("fan-out: one user on {devices} devices, {rounds} messages")),
+            ("reached every device".into(), format!("{complete} / {rounds}")),
+            ("send → last device".into(), latency_cell),
+        ],
+        json: json!({"scenario": "fanout", "devices": devices, "rounds": rounds, "complete": complete, "latency": latency_json}),
+    })
+}

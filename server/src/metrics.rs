@@ -1,0 +1,76 @@
+//! Prometheus metrics at `GET /metrics`: connections, messages, acks, sync batches, connections
+//! cut off, and store latency. Readable from loopback, or with `PARLEY_METRICS_TOKEN`.
+use std::{net::SocketAddr, sync::OnceLock, time::Instant};
+
+use axum::{
+    extract::{ConnectInfo, State},
+    http::{header, HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use subtle::ConstantTimeEq;
+
+use crate::state::AppState;
+
+pub const CONNECTIONS: &str = "parley_ws_connections";
+pub const MESSAGES: &str = "parley_messages_total";
+pub const DUPLICATE_SENDS: &str = "parley_duplicate_sends_total";
+pub const ACKS: &str = "parley_acks_total";
+pub const SYNC_BATCHES: &str = "parley_sync_batches_total";
+pub const CUT_OFF: &str = "parley_ws_cut_off_total";
+pub const STORE_SECONDS: &str = "parley_store_seconds";
+
+/// The process-wide recorder (metrics are global; several servers in one test process share it).
+pub fn handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Full(STORE_SECONDS.into()),
+                &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0],
+            )
+            .expect("bucket list is not empty")
+            .build_recorder();
+        let handle = recorder.handle();
+        // Fails only if another recorder was installed first, and then metrics go there.
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}
+
+/// Times one store operation into `parley_store_seconds{op}` when dropped.
+pub struct StoreTimer {
+    op: &'static str,
+    started: Instant,
+}
+
+impl StoreTimer {
+    pub fn start(op: &'static str) -> Self {
+        StoreTimer { op, started: Instant::now() }
+    }
+}
+
+impl Drop for StoreTimer {
+    fn drop(&mut self) {
+        metrics::histogram!(STORE_SECONDS, "op" => self.op).record(self.started.elapsed().as_secs_f64());
+    }
+}
+
+pub async fn serve(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    let allowed = match &state.config.metrics_token {
+        Some(token) => headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|given| bool::from(given.as_bytes().ct_eq(token.0.as_bytes()))),
+        None => peer.ip().is_loopback(),
+    };
+    if !allowed {
+        return crate::error::ApiError::NotFound.into_response();
+    }
+    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle().render()).into_response()
+}
