@@ -73,7 +73,7 @@ pub async fn start_chat(state: &AppState, user_id: i64, email: &str) -> ApiResul
     for EventPos { user_id: member, pos } in &created.events {
         if let Some(chat) = state.store.chat_for_user(created.chat_id, *member).await? {
             let event = Event::ChatCreated { cursor: cursor_string(*pos), chat: chat_view(state, chat) };
-            state.relay.deliver(*member, Outbound::Event { pos: *pos, event, origin: None }, None);
+            state.relay.deliver(*member, Outbound::event(*pos, event, None), None);
         }
     }
     let chat = state.store.chat_for_user(created.chat_id, user_id).await?.ok_or(ApiError::ChatNotFound)?;
@@ -185,7 +185,7 @@ pub async fn send(
             let view = message_view(&message);
             for EventPos { user_id: member, pos } in events {
                 let event = Event::Message { cursor: cursor_string(pos), message: view.clone() };
-                state.relay.deliver(member, Outbound::Event { pos, event, origin: Some(origin) }, None);
+                state.relay.deliver(member, Outbound::event(pos, event, Some(origin)), None);
             }
             Ok(())
         }
@@ -193,7 +193,7 @@ pub async fn send(
             ::metrics::counter!(crate::metrics::DUPLICATE_SENDS).increment(1);
             // Only the sending connection hears of it again: an ack, nothing new for anyone else.
             let event = Event::Message { cursor: cursor_string(cursor), message: message_view(&message) };
-            state.relay.deliver_to(user_id, origin, Outbound::Event { pos: cursor, event, origin: Some(origin) });
+            state.relay.deliver_to(user_id, origin, Outbound::event(cursor, event, Some(origin)));
             Ok(())
         }
         SendOutcome::ClientIdReused => {
@@ -209,7 +209,7 @@ pub async fn mark_read(state: &AppState, user_id: i64, chat_id: i64, up_to: i64)
         ReadOutcome::Updated { up_to, events } => {
             for EventPos { user_id: member, pos } in events {
                 let event = Event::Read { cursor: cursor_string(pos), chat_id, user_id, up_to };
-                state.relay.deliver(member, Outbound::Event { pos, event, origin: None }, None);
+                state.relay.deliver(member, Outbound::event(pos, event, None), None);
             }
             Ok(())
         }
@@ -225,16 +225,16 @@ pub async fn typing(state: &AppState, user_id: i64, chat_id: i64) -> ApiResult<(
         return Err(ApiError::ChatNotFound);
     }
     for member in members.into_iter().filter(|m| *m != user_id) {
-        state.relay.deliver(member, Outbound::Frame(ServerFrame::Typing { chat_id, user_id }), None);
+        state.relay.deliver(member, Outbound::frame(ServerFrame::Typing { chat_id, user_id }), None);
     }
     Ok(())
 }
 
 /// Tells the user's friends that they came online or went offline.
 pub async fn announce_presence(state: &AppState, user_id: i64, online: bool, last_seen: Option<i64>) -> ApiResult<()> {
-    let frame = ServerFrame::Presence { user_id, online, last_seen: last_seen.map(rfc3339) };
+    let frame = Outbound::frame(ServerFrame::Presence { user_id, online, last_seen: last_seen.map(rfc3339) });
     for friend in state.store.friend_ids(user_id).await? {
-        state.relay.deliver(friend, Outbound::Frame(frame.clone()), None);
+        state.relay.deliver(friend, frame.clone(), None);
     }
     Ok(())
 }

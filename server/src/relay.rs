@@ -16,12 +16,24 @@ pub type ConnId = u64;
 
 /// What a connection's send task receives.
 #[derive(Debug, Clone)]
+/// Small (a few words), so an idle connection's queue costs little; the payload is shared by all
+/// of a user's connections.
 pub enum Outbound {
     /// An event at position `pos` of the connection's user's stream. `origin` is the connection
     /// whose frame caused it: that connection gets an `ack` for its own message instead.
-    Event { pos: i64, event: Event, origin: Option<ConnId> },
+    Event { pos: i64, event: Arc<Event>, origin: Option<ConnId> },
     /// A frame outside the stream (presence, typing, errors, pongs, sync batches).
-    Frame(ServerFrame),
+    Frame(Arc<ServerFrame>),
+}
+
+impl Outbound {
+    pub fn event(pos: i64, event: Event, origin: Option<ConnId>) -> Self {
+        Outbound::Event { pos, event: Arc::new(event), origin }
+    }
+
+    pub fn frame(frame: ServerFrame) -> Self {
+        Outbound::Frame(Arc::new(frame))
+    }
 }
 
 /// Asks a connection to close itself, with a close code and reason.
@@ -199,11 +211,11 @@ mod tests {
         let kick_b = b.kick.clone();
         relay.register(7, a);
         relay.register(7, b);
-        relay.deliver(7, Outbound::Frame(ServerFrame::Pong), Some(1));
+        relay.deliver(7, Outbound::frame(ServerFrame::Pong), Some(1));
         assert!(ra.try_recv().is_err());
-        assert!(matches!(rb.try_recv(), Ok(Outbound::Frame(ServerFrame::Pong))));
-        relay.deliver(7, Outbound::Frame(ServerFrame::Pong), None);
-        relay.deliver(7, Outbound::Frame(ServerFrame::Pong), None);
+        assert!(matches!(rb.try_recv(), Ok(Outbound::Frame(f)) if *f == ServerFrame::Pong));
+        relay.deliver(7, Outbound::frame(ServerFrame::Pong), None);
+        relay.deliver(7, Outbound::frame(ServerFrame::Pong), None);
         assert_eq!(kick_b.kicked().await, parley_common::ws::close::TOO_SLOW);
     }
 }

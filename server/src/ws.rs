@@ -34,6 +34,10 @@ use crate::{
     store::UserRecord,
 };
 
+/// Socket buffers per connection. The library's defaults (128 KiB each) suit a few busy sockets;
+/// a chat server holds many mostly idle ones, and frames are small.
+const READ_BUFFER_BYTES: usize = 4 * 1024;
+const WRITE_BUFFER_BYTES: usize = 8 * 1024;
 /// Bad frames a connection may send in a row before it is closed.
 const MAX_BAD_FRAMES_IN_A_ROW: u32 = 20;
 /// `typing` frames for one chat closer together than this are dropped.
@@ -62,6 +66,8 @@ pub async fn upgrade(
     Ok(ws
         .max_message_size(max_frame)
         .max_frame_size(max_frame)
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(WRITE_BUFFER_BYTES)
         .on_upgrade(move |socket| run(state, session, user, socket)))
 }
 
@@ -141,7 +147,7 @@ fn frame_quota(per_sec: u32) -> Quota {
 
 type Sink = SplitSink<WebSocket, WsMessage>;
 
-async fn send_frame(sink: &mut Sink, frame: &ServerFrame) -> Result<(), axum::Error> {
+async fn send_frame(sink: &mut Sink, frame: &impl serde::Serialize) -> Result<(), axum::Error> {
     let text = serde_json::to_string(frame).expect("frames serialise");
     sink.send(WsMessage::Text(text.into())).await
 }
@@ -225,7 +231,7 @@ impl Sender {
             Outbound::Frame(frame) => return self.send(&frame).await,
             Outbound::Event { pos, event, origin } => (pos, event, origin),
         };
-        let ack = match (&event, origin) {
+        let ack = match (&*event, origin) {
             (Event::Message { message, cursor }, Some(origin)) if origin == self.conn_id => Some(ServerFrame::Ack {
                 client_id: message.client_id.clone(),
                 message: message.clone(),
@@ -246,7 +252,11 @@ impl Sender {
         if pos > self.delivered + 1 {
             self.fill_gap(pos - 1).await?;
         }
-        self.send(&ack.unwrap_or(ServerFrame::Event(event))).await?;
+        match ack {
+            Some(ack) => self.send(&ack).await?,
+            // An event's frame is the event itself (the `Event` variant is untagged).
+            None => self.send(&*event).await?,
+        }
         self.delivered = pos;
         Ok(())
     }
@@ -272,13 +282,11 @@ impl Sender {
         Ok(())
     }
 
-    async fn send(&mut self, frame: &ServerFrame) -> Result<(), SendFailure> {
+    async fn send(&mut self, frame: &impl serde::Serialize) -> Result<(), SendFailure> {
         send_frame(&mut self.sink, frame).await.map_err(|_| SendFailure::Socket)
     }
 }
 
-// Lives for one loop turn on the stack; boxing would cost an allocation per frame.
-#[allow(clippy::large_enum_variant)]
 enum Step {
     Forward(Outbound),
     Ping,
@@ -397,7 +405,7 @@ impl Receiver {
 
     /// Queues a reply for this connection; one that cannot keep up with its own replies is closed.
     fn reply(&self, frame: ServerFrame) {
-        if let Err(mpsc::error::TrySendError::Full(_)) = self.queue.try_send(Outbound::Frame(frame)) {
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.queue.try_send(Outbound::frame(frame)) {
             self.kick.kick(close::TOO_SLOW);
         }
     }

@@ -139,6 +139,18 @@ impl WsClient {
         }
     }
 
+    /// Asserts that no frame `unwanted` matches arrives within `wait` (others are skipped).
+    pub async fn expect_none(&mut self, wait: Duration, unwanted: impl Fn(&ServerFrame) -> bool) {
+        let deadline = tokio::time::Instant::now() + wait;
+        while let Ok(frame) = tokio::time::timeout_at(deadline, self.next_frame()).await {
+            match frame {
+                Ok(frame) if unwanted(&frame) => panic!("unexpected {frame:?}"),
+                Ok(_) => continue,
+                Err(ended) => panic!("connection ended: {ended:?}"),
+            }
+        }
+    }
+
     /// Reads until the connection ends, returning how.
     pub async fn ended(&mut self) -> Ended {
         loop {

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Runs the load generator's scenarios against a fresh release server on this machine.
+#   scripts/bench.sh sqlite|postgres [throughput|catchup|fanout|connections …]
+# Runs the named scenarios (all four without names) with the settings of docs/BENCHMARKS.md and
+# writes the JSON results into <target>/bench/<backend>-<scenario>.json. Settings can be changed
+# with THROUGHPUT_ARGS, CONNECTIONS, SOURCE_IPS.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/setup.sh
+backend="${1:?usage: scripts/bench.sh sqlite|postgres [scenario…]}"
+shift
+target_dir="${CARGO_TARGET_DIR:-target}"
+cargo build --release -p parley-server -p parley-load
+bin="$target_dir/release"
+out="$target_dir/bench"
+mkdir -p "$out"
+
+# Many sockets need many descriptors, on both sides.
+ulimit -n 250000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+data="$(mktemp -d)"
+port=$(( 20000 + RANDOM % 20000 ))
+export PARLEY_DATA_DIR="$data" PARLEY_BIND="127.0.0.1:$port" PARLEY_SIGNUP=closed PARLEY_LOG=warn \
+       PARLEY_RATE_LIMITS__MESSAGES_PER_USER=0 PARLEY_RATE_LIMITS__NEW_CHAT_PER_USER=0 \
+       PARLEY_WS_FRAMES_PER_SEC=1000000 PARLEY_WS_QUEUE_LEN=4096
+case "$backend" in
+    sqlite) unset DATABASE_URL ;;
+    postgres)
+        db="parley_bench_$$"
+        psql -q -h 127.0.0.1 -U postgres -d test -c "CREATE DATABASE $db"
+        export DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db"
+        ;;
+    *) echo "backend: sqlite or postgres" >&2; exit 2 ;;
+esac
+cleanup() {
+    [ -n "${server_pid:-}" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null || true
+    [ "$backend" = postgres ] && psql -q -h 127.0.0.1 -U postgres -d test -c "DROP DATABASE IF EXISTS $db" || true
+    rm -rf "$data"
+}
+trap cleanup EXIT
+
+"$bin/parley-server" admin create-users --count 400 --prefix load --tokens-out "$data/tokens.tsv" >/dev/null
+"$bin/parley-server" serve >/dev/null &
+server_pid=$!
+for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
+echo "server pid $server_pid, idle RSS $(awk '/VmRSS/ {print $2, $3}' /proc/$server_pid/status)"
+
+load() {
+    local name="$1"; shift
+    "$bin/parley-load" --server "http://127.0.0.1:$port" --tokens "$data/tokens.tsv" \
+        --json "$out/$backend-$name.json" "$@"
+    echo
+}
+scenarios=("$@")
+[ ${#scenarios[@]} -gt 0 ] || scenarios=(throughput catchup fanout connections)
+for scenario in "${scenarios[@]}"; do
+    case "$scenario" in
+        # shellcheck disable=SC2086
+        throughput) load throughput throughput ${THROUGHPUT_ARGS:---pairs 50 --messages 1000 --window 32} ;;
+        catchup) load catchup catchup --messages 10000 ;;
+        fanout) load fanout fanout --devices 50 --rounds 200 ;;
+        connections) load connections connections --count "${CONNECTIONS:-10000}" --source-ips "${SOURCE_IPS:-1}" \
+                         --server-pid "$server_pid" ;;
+        *) echo "unknown scenario $scenario" >&2; exit 2 ;;
+    esac
+done
+echo "server RSS at the end $(awk '/VmRSS/ {print $2, $3}' /proc/$server_pid/status)"
