@@ -164,10 +164,10 @@ pub async fn send(
     user_id: i64,
     origin: ConnId,
     chat_id: i64,
-    client_id: &str,
-    body: &str,
+    client_id: String,
+    body: String,
 ) -> Result<(), SendError> {
-    if uuid::Uuid::parse_str(client_id).is_err() {
+    if uuid::Uuid::parse_str(&client_id).is_err() {
         return Err(ApiError::invalid("invalid_client_id", "client_id must be a UUID").into());
     }
     if body.trim().is_empty() {
@@ -179,7 +179,7 @@ pub async fn send(
     }
     take_all(&*state.limiter, &[(Bucket::MessagesPerUser, &user_id.to_string())]).await?;
     let new = NewMessage { chat_id, sender_id: user_id, client_id, body, now: now_millis() };
-    match state.store.send_message(new).await.map_err(ApiError::from)? {
+    match state.writer.send(new).await.map_err(ApiError::Internal)? {
         SendOutcome::Created { message, events } => {
             ::metrics::counter!(crate::metrics::MESSAGES).increment(1);
             let view = message_view(&message);

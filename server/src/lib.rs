@@ -21,6 +21,7 @@ pub mod relay;
 pub mod routes;
 pub mod state;
 pub mod store;
+pub mod writer;
 pub mod ws;
 
 pub use config::Config;
@@ -53,7 +54,8 @@ impl Server {
         tracing::info!(database = store.backend(), mail = %mailer.describe(), signup = ?config.signup, "server ready");
         let limiter = ratelimit::LocalRateLimiter::new(&config.rate_limits);
         let relay = relay::LocalRelay::new();
-        let state = AppState { config: Arc::new(config), store, mailer: Arc::new(mailer), key, limiter, relay };
+        let writer = writer::GroupCommit::start(store.clone(), config.max_commit_batch);
+        let state = AppState { config: Arc::new(config), store, mailer: Arc::new(mailer), key, limiter, relay, writer };
         Ok(Self { state })
     }
 

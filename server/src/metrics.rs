@@ -19,6 +19,7 @@ pub const ACKS: &str = "parley_acks_total";
 pub const SYNC_BATCHES: &str = "parley_sync_batches_total";
 pub const CUT_OFF: &str = "parley_ws_cut_off_total";
 pub const STORE_SECONDS: &str = "parley_store_seconds";
+pub const BATCH_SIZE: &str = "parley_commit_batch_messages";
 
 /// The process-wide recorder (metrics are global; several servers in one test process share it).
 pub fn handle() -> &'static PrometheusHandle {
@@ -28,6 +29,11 @@ pub fn handle() -> &'static PrometheusHandle {
             .set_buckets_for_metric(
                 Matcher::Full(STORE_SECONDS.into()),
                 &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0],
+            )
+            .expect("bucket list is not empty")
+            .set_buckets_for_metric(
+                Matcher::Full(BATCH_SIZE.into()),
+                &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0],
             )
             .expect("bucket list is not empty")
             .build_recorder();

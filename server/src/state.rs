@@ -28,6 +28,8 @@ pub struct AppState {
     pub key: ServerKey,
     pub limiter: Arc<dyn RateLimiter>,
     pub relay: Arc<dyn Relay>,
+    /// Where messages are stored (group commit).
+    pub writer: crate::writer::GroupCommit,
 }
 
 /// A live session, taken from `Authorization: Bearer` or the session cookie. The only source of

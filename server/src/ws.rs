@@ -353,8 +353,9 @@ impl Receiver {
     async fn handle(&mut self, frame: ClientFrame) {
         match frame {
             ClientFrame::Send { chat_id, client_id, body } => {
-                if let Err(err) = chats::send(&self.state, self.user_id, self.conn_id, chat_id, &client_id, &body).await
-                {
+                let result =
+                    chats::send(&self.state, self.user_id, self.conn_id, chat_id, client_id.clone(), body).await;
+                if let Err(err) = result {
                     self.reply(ServerFrame::Error {
                         code: err.code.into(),
                         message: err.message,

@@ -178,11 +178,11 @@ pub struct NewChat {
 }
 
 #[derive(Debug, Clone)]
-pub struct NewMessage<'a> {
+pub struct NewMessage {
     pub chat_id: i64,
     pub sender_id: i64,
-    pub client_id: &'a str,
-    pub body: &'a str,
+    pub client_id: String,
+    pub body: String,
     pub now: Millis,
 }
 
@@ -252,9 +252,10 @@ pub trait Store: Send + Sync + 'static {
     async fn friend_ids(&self, user_id: i64) -> StoreResult<Vec<i64>>;
     /// Messages with `seq < before`, newest first.
     async fn messages_before(&self, chat_id: i64, before: i64, limit: i64) -> StoreResult<Vec<MessageRecord>>;
-    /// Stores a message exactly once per `(sender, client_id)`, with the chat's next `seq` and an
-    /// event for every member, in one transaction.
-    async fn send_message(&self, message: NewMessage<'_>) -> StoreResult<SendOutcome>;
+    /// Stores messages exactly once per `(sender, client_id)`, each with its chat's next `seq` and
+    /// an event for every member, all in one transaction (group commit); one outcome per message,
+    /// in order.
+    async fn send_messages(&self, batch: &[NewMessage]) -> StoreResult<Vec<SendOutcome>>;
     /// Moves the user's read marker forward (never past the last message) with a `read` event for
     /// every member.
     async fn mark_read(&self, chat_id: i64, user_id: i64, up_to: i64, now: Millis) -> StoreResult<ReadOutcome>;

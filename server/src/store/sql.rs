@@ -62,59 +62,136 @@ macro_rules! impl_store {
                 Ok(rows.into_iter().map(|(id,)| id).collect())
             }
 
-            async fn find_by_client_id(&self, sender_id: i64, client_id: &str) -> StoreResult<Option<MessageRecord>> {
-                Ok(sqlx::query_as::<$db, MessageRecord>("SELECT * FROM messages WHERE sender_id = $1 AND client_id = $2")
-                    .bind(sender_id)
-                    .bind(client_id)
-                    .fetch_optional(self.writer())
-                    .await?)
-            }
-
-            /// One attempt at storing a new message; `Conflict` if its `client_id` was taken meanwhile.
-            async fn insert_message(&self, m: &NewMessage<'_>) -> StoreResult<SendOutcome> {
+            /// One attempt at a batch; `Conflict` if a `client_id` was taken by a writer that
+            /// committed meanwhile (another node), which the next attempt sees as a duplicate.
+            async fn try_send_batch(&self, batch: &[NewMessage]) -> StoreResult<Vec<SendOutcome>> {
+                use std::collections::{BTreeMap, HashMap};
                 let mut tx = self.writer().begin().await?;
-                let seq: Option<(i64,)> = sqlx::query_as(
-                    "UPDATE chats SET last_seq = last_seq + 1, last_activity_at = $2
-                     WHERE id = $1 AND EXISTS (SELECT 1 FROM chat_members WHERE chat_id = $1 AND user_id = $3)
-                     RETURNING last_seq",
-                )
-                .bind(m.chat_id)
-                .bind(m.now)
-                .bind(m.sender_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-                let Some((seq,)) = seq else {
-                    return Ok(SendOutcome::NotMember);
-                };
-                let message = sqlx::query_as::<$db, MessageRecord>(
-                    "INSERT INTO messages (chat_id, seq, sender_id, client_id, body, created_at)
-                     VALUES ($1, $2, $3, $4, $5, $6) RETURNING *",
-                )
-                .bind(m.chat_id)
-                .bind(seq)
-                .bind(m.sender_id)
-                .bind(m.client_id)
-                .bind(m.body)
-                .bind(m.now)
-                .fetch_one(&mut *tx)
-                .await?;
-                let members = Self::members(&mut *tx, m.chat_id).await?;
-                let events =
-                    Self::push_events(&mut tx, &members, "message", m.chat_id, Some(message.id), None, m.now).await?;
-                tx.commit().await?;
-                Ok(SendOutcome::Created { message, events })
-            }
-
-            async fn duplicate_outcome(&self, m: &NewMessage<'_>, existing: MessageRecord) -> StoreResult<SendOutcome> {
-                if existing.chat_id != m.chat_id || existing.body != m.body {
-                    return Ok(SendOutcome::ClientIdReused);
-                }
-                let (cursor,): (i64,) = sqlx::query_as("SELECT pos FROM events WHERE user_id = $1 AND message_id = $2")
+                let mut outcomes: Vec<Option<SendOutcome>> = vec![None; batch.len()];
+                // Resends: of a committed message, or of one earlier in this batch.
+                let mut first_in_batch: HashMap<(i64, &str), usize> = HashMap::new();
+                let mut repeats = Vec::new();
+                let mut members: HashMap<i64, Vec<i64>> = HashMap::new();
+                let mut by_chat: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
+                for (i, m) in batch.iter().enumerate() {
+                    let existing = sqlx::query_as::<$db, MessageRecord>(
+                        "SELECT * FROM messages WHERE sender_id = $1 AND client_id = $2",
+                    )
                     .bind(m.sender_id)
-                    .bind(existing.id)
-                    .fetch_one(self.writer())
+                    .bind(&m.client_id)
+                    .fetch_optional(&mut *tx)
                     .await?;
-                Ok(SendOutcome::Duplicate { message: existing, cursor })
+                    if let Some(existing) = existing {
+                        outcomes[i] = Some(if existing.chat_id != m.chat_id || existing.body != m.body {
+                            SendOutcome::ClientIdReused
+                        } else {
+                            let (cursor,): (i64,) =
+                                sqlx::query_as("SELECT pos FROM events WHERE user_id = $1 AND message_id = $2")
+                                    .bind(m.sender_id)
+                                    .bind(existing.id)
+                                    .fetch_one(&mut *tx)
+                                    .await?;
+                            SendOutcome::Duplicate { message: existing, cursor }
+                        });
+                        continue;
+                    }
+                    if let Some(&first) = first_in_batch.get(&(m.sender_id, m.client_id.as_str())) {
+                        repeats.push((i, first));
+                        continue;
+                    }
+                    first_in_batch.insert((m.sender_id, m.client_id.as_str()), i);
+                    if !members.contains_key(&m.chat_id) {
+                        members.insert(m.chat_id, Self::members(&mut *tx, m.chat_id).await?);
+                    }
+                    if members[&m.chat_id].contains(&m.sender_id) {
+                        by_chat.entry(m.chat_id).or_default().push(i);
+                    } else {
+                        outcomes[i] = Some(SendOutcome::NotMember);
+                    }
+                }
+
+                // Chats, then users, each in ascending id: every writer takes its row locks in
+                // one global order, so concurrent writers (other nodes, read markers) cannot
+                // deadlock. Each counter moves once per batch.
+                let mut stored: Vec<Option<MessageRecord>> = vec![None; batch.len()];
+                let mut events_of: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
+                for (&chat_id, indexes) in &by_chat {
+                    let now = indexes.iter().map(|&i| batch[i].now).max().unwrap_or_default();
+                    let (last_seq,): (i64,) = sqlx::query_as(
+                        "UPDATE chats SET last_seq = last_seq + $2, last_activity_at = $3 WHERE id = $1 RETURNING last_seq",
+                    )
+                    .bind(chat_id)
+                    .bind(indexes.len() as i64)
+                    .bind(now)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    let first_seq = last_seq - indexes.len() as i64 + 1;
+                    for (k, &i) in indexes.iter().enumerate() {
+                        let m = &batch[i];
+                        let message = sqlx::query_as::<$db, MessageRecord>(
+                            "INSERT INTO messages (chat_id, seq, sender_id, client_id, body, created_at)
+                             VALUES ($1, $2, $3, $4, $5, $6) RETURNING *",
+                        )
+                        .bind(chat_id)
+                        .bind(first_seq + k as i64)
+                        .bind(m.sender_id)
+                        .bind(&m.client_id)
+                        .bind(&m.body)
+                        .bind(m.now)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                        stored[i] = Some(message);
+                        for &member in &members[&chat_id] {
+                            events_of.entry(member).or_default().push(i);
+                        }
+                    }
+                }
+                let mut positions: Vec<Vec<EventPos>> = vec![Vec::new(); batch.len()];
+                for (&user_id, indexes) in &events_of {
+                    let (last_pos,): (i64,) = sqlx::query_as(
+                        "UPDATE users SET last_event_pos = last_event_pos + $2 WHERE id = $1 RETURNING last_event_pos",
+                    )
+                    .bind(user_id)
+                    .bind(indexes.len() as i64)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    let first_pos = last_pos - indexes.len() as i64 + 1;
+                    for (k, &i) in indexes.iter().enumerate() {
+                        let message = stored[i].as_ref().expect("stored above");
+                        let pos = first_pos + k as i64;
+                        sqlx::query(
+                            "INSERT INTO events (user_id, pos, kind, chat_id, message_id, created_at)
+                             VALUES ($1, $2, 'message', $3, $4, $5)",
+                        )
+                        .bind(user_id)
+                        .bind(pos)
+                        .bind(message.chat_id)
+                        .bind(message.id)
+                        .bind(message.created_at)
+                        .execute(&mut *tx)
+                        .await?;
+                        positions[i].push(EventPos { user_id, pos });
+                    }
+                }
+                tx.commit().await?;
+
+                for (i, message) in stored.into_iter().enumerate() {
+                    if let Some(message) = message {
+                        outcomes[i] = Some(SendOutcome::Created { message, events: std::mem::take(&mut positions[i]) });
+                    }
+                }
+                for (i, first) in repeats {
+                    let (m, original) = (&batch[i], &batch[first]);
+                    outcomes[i] = Some(match &outcomes[first] {
+                        Some(SendOutcome::Created { message, events }) if m.chat_id == original.chat_id && m.body == original.body => {
+                            let cursor = events.iter().find(|e| e.user_id == m.sender_id).map_or(0, |e| e.pos);
+                            SendOutcome::Duplicate { message: message.clone(), cursor }
+                        }
+                        Some(SendOutcome::NotMember) if m.chat_id == original.chat_id => SendOutcome::NotMember,
+                        _ => SendOutcome::ClientIdReused,
+                    });
+                }
+                Ok(outcomes.into_iter().map(|o| o.expect("every message has an outcome")).collect())
             }
         }
 
@@ -401,18 +478,15 @@ macro_rules! impl_store {
             }
 
             #[tracing::instrument(skip_all)]
-            async fn send_message(&self, m: NewMessage<'_>) -> StoreResult<SendOutcome> {
-                let _timer = $crate::metrics::StoreTimer::start("send_message");
-                if let Some(existing) = self.find_by_client_id(m.sender_id, m.client_id).await? {
-                    return self.duplicate_outcome(&m, existing).await;
-                }
-                match self.insert_message(&m).await {
-                    // A concurrent send with the same client_id committed first.
-                    Err(StoreError::Conflict) => {
-                        let existing = self.find_by_client_id(m.sender_id, m.client_id).await?.ok_or(StoreError::Conflict)?;
-                        self.duplicate_outcome(&m, existing).await
+            async fn send_messages(&self, batch: &[NewMessage]) -> StoreResult<Vec<SendOutcome>> {
+                let _timer = $crate::metrics::StoreTimer::start("send_messages");
+                let mut attempts = 0;
+                loop {
+                    attempts += 1;
+                    match self.try_send_batch(batch).await {
+                        Err(StoreError::Conflict) if attempts < 3 => continue,
+                        other => return other,
                     }
-                    other => other,
                 }
             }
 

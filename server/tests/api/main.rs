@@ -6,4 +6,5 @@ mod realtime;
 mod service;
 mod sessions;
 mod smtp_sink;
+mod store;
 mod ws_client;
