@@ -20,6 +20,10 @@ pub enum StoreError {
     Database(#[source] sqlx::Error),
     #[error("migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The database gave up the transaction to break a deadlock or a serialization conflict;
+    /// running it again is safe.
+    #[error("transaction aborted by the database; retry")]
+    Retry,
     /// A row breaks an invariant of the schema.
     #[error("inconsistent data: {0}")]
     Corrupt(String),
@@ -32,6 +36,8 @@ impl From<sqlx::Error> for StoreError {
         match &err {
             sqlx::Error::RowNotFound => StoreError::NotFound,
             sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,
+            // Postgres: deadlock_detected, serialization_failure.
+            sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("40P01" | "40001")) => StoreError::Retry,
             _ => StoreError::Database(err),
         }
     }

@@ -64,24 +64,47 @@ macro_rules! impl_store {
 
             /// One attempt at a batch; `Conflict` if a `client_id` was taken by a writer that
             /// committed meanwhile (another node), which the next attempt sees as a duplicate.
+            ///
+            /// A handful of statements per batch, whatever its size: each statement costs a round
+            /// trip (to SQLite's thread or to Postgres), and that cost, not the rows, dominates.
             async fn try_send_batch(&self, batch: &[NewMessage]) -> StoreResult<Vec<SendOutcome>> {
                 use std::collections::{BTreeMap, HashMap};
+                use sqlx::QueryBuilder;
                 let mut tx = self.writer().begin().await?;
                 let mut outcomes: Vec<Option<SendOutcome>> = vec![None; batch.len()];
-                // Resends: of a committed message, or of one earlier in this batch.
+
+                // Resends of committed messages.
+                let mut query = QueryBuilder::<$db>::new("SELECT * FROM messages WHERE client_id IN (");
+                let mut list = query.separated(", ");
+                for m in batch {
+                    list.push_bind(m.client_id.clone());
+                }
+                list.push_unseparated(")");
+                let committed: HashMap<(i64, String), MessageRecord> = query
+                    .build_query_as::<MessageRecord>()
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .into_iter()
+                    .map(|m| ((m.sender_id, m.client_id.clone()), m))
+                    .collect();
+
+                // Members of every chat in the batch.
+                let mut query = QueryBuilder::<$db>::new("SELECT chat_id, user_id FROM chat_members WHERE chat_id IN (");
+                let mut list = query.separated(", ");
+                for m in batch {
+                    list.push_bind(m.chat_id);
+                }
+                list.push_unseparated(") ORDER BY user_id");
+                let mut members: HashMap<i64, Vec<i64>> = HashMap::new();
+                for (chat_id, user_id) in query.build_query_as::<(i64, i64)>().fetch_all(&mut *tx).await? {
+                    members.entry(chat_id).or_default().push(user_id);
+                }
+
                 let mut first_in_batch: HashMap<(i64, &str), usize> = HashMap::new();
                 let mut repeats = Vec::new();
-                let mut members: HashMap<i64, Vec<i64>> = HashMap::new();
                 let mut by_chat: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
                 for (i, m) in batch.iter().enumerate() {
-                    let existing = sqlx::query_as::<$db, MessageRecord>(
-                        "SELECT * FROM messages WHERE sender_id = $1 AND client_id = $2",
-                    )
-                    .bind(m.sender_id)
-                    .bind(&m.client_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    if let Some(existing) = existing {
+                    if let Some(existing) = committed.get(&(m.sender_id, m.client_id.clone())) {
                         outcomes[i] = Some(if existing.chat_id != m.chat_id || existing.body != m.body {
                             SendOutcome::ClientIdReused
                         } else {
@@ -91,87 +114,83 @@ macro_rules! impl_store {
                                     .bind(existing.id)
                                     .fetch_one(&mut *tx)
                                     .await?;
-                            SendOutcome::Duplicate { message: existing, cursor }
+                            SendOutcome::Duplicate { message: existing.clone(), cursor }
                         });
-                        continue;
-                    }
-                    if let Some(&first) = first_in_batch.get(&(m.sender_id, m.client_id.as_str())) {
+                    } else if let Some(&first) = first_in_batch.get(&(m.sender_id, m.client_id.as_str())) {
                         repeats.push((i, first));
-                        continue;
-                    }
-                    first_in_batch.insert((m.sender_id, m.client_id.as_str()), i);
-                    if !members.contains_key(&m.chat_id) {
-                        members.insert(m.chat_id, Self::members(&mut *tx, m.chat_id).await?);
-                    }
-                    if members[&m.chat_id].contains(&m.sender_id) {
-                        by_chat.entry(m.chat_id).or_default().push(i);
                     } else {
-                        outcomes[i] = Some(SendOutcome::NotMember);
-                    }
-                }
-
-                // Chats, then users, each in ascending id: every writer takes its row locks in
-                // one global order, so concurrent writers (other nodes, read markers) cannot
-                // deadlock. Each counter moves once per batch.
-                let mut stored: Vec<Option<MessageRecord>> = vec![None; batch.len()];
-                let mut events_of: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
-                for (&chat_id, indexes) in &by_chat {
-                    let now = indexes.iter().map(|&i| batch[i].now).max().unwrap_or_default();
-                    let (last_seq,): (i64,) = sqlx::query_as(
-                        "UPDATE chats SET last_seq = last_seq + $2, last_activity_at = $3 WHERE id = $1 RETURNING last_seq",
-                    )
-                    .bind(chat_id)
-                    .bind(indexes.len() as i64)
-                    .bind(now)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                    let first_seq = last_seq - indexes.len() as i64 + 1;
-                    for (k, &i) in indexes.iter().enumerate() {
-                        let m = &batch[i];
-                        let message = sqlx::query_as::<$db, MessageRecord>(
-                            "INSERT INTO messages (chat_id, seq, sender_id, client_id, body, created_at)
-                             VALUES ($1, $2, $3, $4, $5, $6) RETURNING *",
-                        )
-                        .bind(chat_id)
-                        .bind(first_seq + k as i64)
-                        .bind(m.sender_id)
-                        .bind(&m.client_id)
-                        .bind(&m.body)
-                        .bind(m.now)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                        stored[i] = Some(message);
-                        for &member in &members[&chat_id] {
-                            events_of.entry(member).or_default().push(i);
+                        first_in_batch.insert((m.sender_id, m.client_id.as_str()), i);
+                        if members.get(&m.chat_id).is_some_and(|list| list.contains(&m.sender_id)) {
+                            by_chat.entry(m.chat_id).or_default().push(i);
+                        } else {
+                            outcomes[i] = Some(SendOutcome::NotMember);
                         }
                     }
                 }
+
+                let mut stored: Vec<Option<MessageRecord>> = vec![None; batch.len()];
                 let mut positions: Vec<Vec<EventPos>> = vec![Vec::new(); batch.len()];
-                for (&user_id, indexes) in &events_of {
-                    let (last_pos,): (i64,) = sqlx::query_as(
-                        "UPDATE users SET last_event_pos = last_event_pos + $2 WHERE id = $1 RETURNING last_event_pos",
-                    )
-                    .bind(user_id)
-                    .bind(indexes.len() as i64)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                    let first_pos = last_pos - indexes.len() as i64 + 1;
-                    for (k, &i) in indexes.iter().enumerate() {
-                        let message = stored[i].as_ref().expect("stored above");
-                        let pos = first_pos + k as i64;
-                        sqlx::query(
-                            "INSERT INTO events (user_id, pos, kind, chat_id, message_id, created_at)
-                             VALUES ($1, $2, 'message', $3, $4, $5)",
-                        )
-                        .bind(user_id)
-                        .bind(pos)
-                        .bind(message.chat_id)
-                        .bind(message.id)
-                        .bind(message.created_at)
-                        .execute(&mut *tx)
-                        .await?;
-                        positions[i].push(EventPos { user_id, pos });
+                if !by_chat.is_empty() {
+                    // Counters move once per batch. Rows are locked chats before users, each by an
+                    // index scan of a sorted id list, so in ascending id: the order every writer
+                    // follows. Should Postgres still report a deadlock, the batch is run again.
+                    let now = batch.iter().map(|m| m.now).max().unwrap_or_default();
+                    let counts = by_chat.iter().map(|(&chat, list)| (chat, list.len() as i64));
+                    let last_seq = Self::bump(&mut tx, "chats", "last_seq", Some(now), counts).await?;
+                    let mut rows = Vec::new();
+                    for (chat_id, indexes) in &by_chat {
+                        let first_seq = last_seq[chat_id] - indexes.len() as i64 + 1;
+                        rows.extend(indexes.iter().enumerate().map(|(k, &i)| (i, first_seq + k as i64)));
                     }
+                    let mut query = QueryBuilder::<$db>::new(
+                        "INSERT INTO messages (chat_id, seq, sender_id, client_id, body, created_at) ",
+                    );
+                    query.push_values(&rows, |mut row, &(i, seq)| {
+                        let m = &batch[i];
+                        row.push_bind(m.chat_id)
+                            .push_bind(seq)
+                            .push_bind(m.sender_id)
+                            .push_bind(m.client_id.clone())
+                            .push_bind(m.body.clone())
+                            .push_bind(m.now);
+                    });
+                    query.push(" RETURNING *");
+                    let index_of: HashMap<(i64, i64), usize> =
+                        rows.iter().map(|&(i, seq)| ((batch[i].chat_id, seq), i)).collect();
+                    for message in query.build_query_as::<MessageRecord>().fetch_all(&mut *tx).await? {
+                        let i = index_of[&(message.chat_id, message.seq)];
+                        stored[i] = Some(message);
+                    }
+
+                    let mut events_of: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
+                    for &(i, _) in &rows {
+                        for &member in &members[&batch[i].chat_id] {
+                            events_of.entry(member).or_default().push(i);
+                        }
+                    }
+                    let counts = events_of.iter().map(|(&user, list)| (user, list.len() as i64));
+                    let last_pos = Self::bump(&mut tx, "users", "last_event_pos", None, counts).await?;
+                    let mut events = Vec::new();
+                    for (user_id, indexes) in &events_of {
+                        let first_pos = last_pos[user_id] - indexes.len() as i64 + 1;
+                        for (k, &i) in indexes.iter().enumerate() {
+                            let pos = first_pos + k as i64;
+                            positions[i].push(EventPos { user_id: *user_id, pos });
+                            events.push((*user_id, pos, i));
+                        }
+                    }
+                    let mut query =
+                        QueryBuilder::<$db>::new("INSERT INTO events (user_id, pos, kind, chat_id, message_id, created_at) ");
+                    query.push_values(&events, |mut row, &(user_id, pos, i)| {
+                        let message = stored[i].as_ref().expect("inserted above");
+                        row.push_bind(user_id)
+                            .push_bind(pos)
+                            .push_bind("message")
+                            .push_bind(message.chat_id)
+                            .push_bind(message.id)
+                            .push_bind(message.created_at);
+                    });
+                    query.build().execute(&mut *tx).await?;
                 }
                 tx.commit().await?;
 
@@ -192,6 +211,34 @@ macro_rules! impl_store {
                     });
                 }
                 Ok(outcomes.into_iter().map(|o| o.expect("every message has an outcome")).collect())
+            }
+
+            /// Adds `count` to `column` of each row `(id, count)` in one statement (and sets
+            /// `last_activity_at` when given); returns each row's new value.
+            async fn bump(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                table: &str,
+                column: &str,
+                activity: Option<Millis>,
+                counts: impl Iterator<Item = (i64, i64)>,
+            ) -> StoreResult<std::collections::HashMap<i64, i64>> {
+                let counts: Vec<(i64, i64)> = counts.collect();
+                let mut query = sqlx::QueryBuilder::<$db>::new(format!("UPDATE {table} SET {column} = {column} + CASE id"));
+                for &(id, count) in &counts {
+                    query.push(" WHEN ").push_bind(id).push(" THEN ").push_bind(count);
+                }
+                query.push(" END");
+                if let Some(at) = activity {
+                    query.push(", last_activity_at = ").push_bind(at);
+                }
+                query.push(" WHERE id IN (");
+                let mut list = query.separated(", ");
+                for &(id, _) in &counts {
+                    list.push_bind(id);
+                }
+                list.push_unseparated(format!(") RETURNING id, {column}"));
+                let rows: Vec<(i64, i64)> = query.build_query_as().fetch_all(&mut **tx).await?;
+                Ok(rows.into_iter().collect())
             }
         }
 
@@ -484,7 +531,7 @@ macro_rules! impl_store {
                 loop {
                     attempts += 1;
                     match self.try_send_batch(batch).await {
-                        Err(StoreError::Conflict) if attempts < 3 => continue,
+                        Err(StoreError::Conflict | StoreError::Retry) if attempts < 3 => continue,
                         other => return other,
                     }
                 }
