@@ -73,8 +73,14 @@ macro_rules! impl_store {
                 let mut tx = self.writer().begin().await?;
                 let mut outcomes: Vec<Option<SendOutcome>> = vec![None; batch.len()];
 
-                // Resends of committed messages.
-                let mut query = QueryBuilder::<$db>::new("SELECT * FROM messages WHERE client_id IN (");
+                // Resends of committed messages. Both lists, so that the (sender_id, client_id)
+                // index serves the lookup; the exact pairs are matched below.
+                let mut query = QueryBuilder::<$db>::new("SELECT * FROM messages WHERE sender_id IN (");
+                let mut list = query.separated(", ");
+                for m in batch {
+                    list.push_bind(m.sender_id);
+                }
+                list.push_unseparated(") AND client_id IN (");
                 let mut list = query.separated(", ");
                 for m in batch {
                     list.push_bind(m.client_id.clone());
