@@ -19,8 +19,8 @@ mkdir -p "$out"
 ulimit -n 250000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 data="$(mktemp -d)"
-port=$(( 20000 + RANDOM % 20000 ))
-export PARLEY_DATA_DIR="$data" PARLEY_BIND="127.0.0.1:$port" PARLEY_SIGNUP=closed PARLEY_LOG=warn \
+# The server picks a free port and says which on its first line of output.
+export PARLEY_DATA_DIR="$data" PARLEY_BIND="127.0.0.1:0" PARLEY_SIGNUP=closed PARLEY_LOG=warn \
        PARLEY_RATE_LIMITS__MESSAGES_PER_USER=0 PARLEY_RATE_LIMITS__NEW_CHAT_PER_USER=0 \
        PARLEY_WS_FRAMES_PER_SEC=1000000 PARLEY_WS_QUEUE_LEN=4096
 case "$backend" in
@@ -40,14 +40,16 @@ cleanup() {
 trap cleanup EXIT
 
 "$bin/parley-server" admin create-users --count 400 --prefix load --tokens-out "$data/tokens.tsv" >/dev/null
-"$bin/parley-server" serve >/dev/null &
+"$bin/parley-server" serve >"$data/server.out" &
 server_pid=$!
-for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
+for _ in $(seq 1 100); do grep -q "running at" "$data/server.out" 2>/dev/null && break; sleep 0.1; done
+url=$(sed -n 's/^Parley is running at //p' "$data/server.out")
+[ -n "$url" ] || { echo "the server did not start" >&2; exit 1; }
 echo "server pid $server_pid, idle RSS $(awk '/VmRSS/ {print $2, $3}' /proc/$server_pid/status)"
 
 load() {
     local name="$1"; shift
-    "$bin/parley-load" --server "http://127.0.0.1:$port" --tokens "$data/tokens.tsv" \
+    "$bin/parley-load" --server "$url" --tokens "$data/tokens.tsv" \
         --json "$out/$backend-$name.json" "$@"
     echo
 }

@@ -73,19 +73,15 @@ macro_rules! impl_store {
                 let mut tx = self.writer().begin().await?;
                 let mut outcomes: Vec<Option<SendOutcome>> = vec![None; batch.len()];
 
-                // Resends of committed messages. Both lists, so that the (sender_id, client_id)
-                // index serves the lookup; the exact pairs are matched below.
-                let mut query = QueryBuilder::<$db>::new("SELECT * FROM messages WHERE sender_id IN (");
-                let mut list = query.separated(", ");
+                // Resends of committed messages, by (sender_id, client_id) pairs: the unique index
+                // on the pair serves each lookup in both databases.
+                let mut query = QueryBuilder::<$db>::new("SELECT * FROM messages WHERE (sender_id, client_id) IN (VALUES ");
+                let mut pairs = query.separated(", ");
                 for m in batch {
-                    list.push_bind(m.sender_id);
+                    pairs.push("(").push_bind_unseparated(m.sender_id).push_unseparated(", ");
+                    pairs.push_bind_unseparated(m.client_id.clone()).push_unseparated(")");
                 }
-                list.push_unseparated(") AND client_id IN (");
-                let mut list = query.separated(", ");
-                for m in batch {
-                    list.push_bind(m.client_id.clone());
-                }
-                list.push_unseparated(")");
+                query.push(")");
                 let committed: HashMap<(i64, String), MessageRecord> = query
                     .build_query_as::<MessageRecord>()
                     .fetch_all(&mut *tx)
