@@ -511,6 +511,18 @@ mod tests {
     }
 
     #[test]
+    fn a_fresh_list_after_a_reconnection_updates_presence_and_keeps_the_order() {
+        let mut state = logged_in_with_chats();
+        state.apply(Action::Incoming(Incoming::Presence { user_id: 3, online: true, last_seen: None }));
+        let mut fresh = chat(20, 3);
+        fresh.friend.online = false;
+        fresh.friend.last_seen = Some("2026-11-25T11:00:00Z".into());
+        state.apply(Action::ChatsLoaded(vec![chat(10, 2), fresh]));
+        assert!(!state.chat(20).unwrap().friend.online, "went offline while we were away");
+        assert_eq!(state.chats.iter().map(|c| c.id).collect::<Vec<_>>(), vec![10, 20]);
+    }
+
+    #[test]
     fn a_session_ended_elsewhere_logs_out_with_a_notice() {
         let mut state = logged_in_with_chats();
         state.apply(Action::Incoming(Incoming::SessionEnded));

@@ -51,7 +51,19 @@ pub fn app(props: &AppProps) -> Html {
                     dispatcher.dispatch(Action::ChatsLoaded(list.chats));
                     let listener = {
                         let dispatcher = dispatcher.clone();
+                        let backend = backend.clone();
+                        let connected_before = std::rc::Rc::new(std::cell::Cell::new(false));
                         Callback::from(move |incoming: Incoming| {
+                            // Back after a disconnection: presence changed unseen meanwhile (events
+                            // come back through the cursor, presence does not), so refresh the list.
+                            if matches!(incoming, Incoming::Hello(_)) && connected_before.replace(true) {
+                                let (backend, dispatcher) = (backend.clone(), dispatcher.clone());
+                                spawn_local(async move {
+                                    if let Ok(list) = backend.chats().await {
+                                        dispatcher.dispatch(Action::ChatsLoaded(list.chats));
+                                    }
+                                });
+                            }
                             if matches!(incoming, Incoming::Typing { .. }) {
                                 let dispatcher = dispatcher.clone();
                                 Timeout::new(TYPING_SHOWS_MS as u32 + 100, move || {
