@@ -29,28 +29,20 @@ async fn sign_up(browser: &mut Browser, server: &ServerProcess, smtp: &SmtpSink,
     browser.shot("empty-chat-page").await;
 }
 
+/// POSTs JSON to the server and returns the JSON answer.
+async fn post_json(server: &ServerProcess, path: &str, body: serde_json::Value) -> serde_json::Value {
+    let response = reqwest::Client::new().post(format!("{}{path}", server.url())).json(&body).send().await.unwrap();
+    assert!(response.status().is_success(), "POST {path}: {}", response.status());
+    response.json().await.unwrap()
+}
+
 /// An account made through the API, for the third person of the story.
 async fn sign_up_by_api(server: &ServerProcess, smtp: &SmtpSink, email: &str, name: &str) -> String {
-    let client = reqwest::Client::new();
-    let pending: serde_json::Value = client
-        .post(format!("{}/api/v1/auth/signup", server.url()))
-        .json(&serde_json::json!({"email": email, "password": PASSWORD, "display_name": name}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let signup = serde_json::json!({"email": email, "password": PASSWORD, "display_name": name});
+    let pending = post_json(server, "/api/v1/auth/signup", signup).await;
     let code = smtp.next_code_for(email).await;
-    let auth: serde_json::Value = client
-        .post(format!("{}/api/v1/auth/verify", server.url()))
-        .json(&serde_json::json!({"signup_id": pending["signup_id"], "code": code}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let verify = serde_json::json!({"signup_id": pending["signup_id"], "code": code});
+    let auth = post_json(server, "/api/v1/auth/verify", verify).await;
     auth["token"].as_str().unwrap().to_string()
 }
 
