@@ -1,7 +1,7 @@
 //! The real thing end to end: the `parley-server` binary as a process (so it can be killed and
 //! restarted), the built web UI, an SMTP sink, and headless Chromium driven over WebDriver.
 use std::{
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::{Child, Command, Stdio},
     time::Duration,
 };
@@ -9,16 +9,12 @@ use std::{
 use fantoccini::{elements::Element, wd::Capabilities, Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 
-use crate::smtp_sink::SmtpSink;
-
 pub const WAIT: Duration = Duration::from_secs(15);
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+use crate::server_process::free_port;
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+pub fn workspace_root() -> PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
 /// Where screenshots go: `<target>/e2e-screenshots`.
@@ -28,76 +24,6 @@ pub fn screenshot_dir() -> PathBuf {
     let dir = target.join("e2e-screenshots");
     std::fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-/// A server process on a fixed port and data folder, so a restart comes back as the same server.
-pub struct ServerProcess {
-    pub port: u16,
-    data_dir: PathBuf,
-    smtp_url: String,
-    child: Option<Child>,
-}
-
-impl ServerProcess {
-    pub async fn start(smtp: &SmtpSink) -> Self {
-        let ui_dir = workspace_root().join("ui/dist");
-        assert!(
-            ui_dir.join("index.html").is_file(),
-            "the web UI is not built: run scripts/build-ui.sh (scripts/test.sh does)"
-        );
-        let data_dir = std::env::temp_dir().join(format!("parley-e2e-{}", uuid::Uuid::new_v4()));
-        let mut server = ServerProcess { port: free_port(), data_dir, smtp_url: smtp.url(), child: None };
-        server.spawn().await;
-        server
-    }
-
-    pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    async fn spawn(&mut self) {
-        let child = Command::new(env!("CARGO_BIN_EXE_parley-server"))
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("PARLEY_BIND", format!("127.0.0.1:{}", self.port))
-            .env("PARLEY_DATA_DIR", &self.data_dir)
-            .env("PARLEY_UI_DIR", workspace_root().join("ui/dist"))
-            .env("PARLEY_SMTP_URL", &self.smtp_url)
-            .env("PARLEY_LOG", std::env::var("PARLEY_E2E_LOG").unwrap_or_else(|_| "warn".into()))
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start parley-server");
-        self.child = Some(child);
-        let health = format!("{}/healthz", self.url());
-        let client = reqwest::Client::new();
-        for _ in 0..200 {
-            if client.get(&health).send().await.is_ok_and(|r| r.status().is_success()) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("parley-server did not come up on port {}", self.port);
-    }
-
-    /// SIGKILL: no goodbye to anyone.
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    pub async fn restart(&mut self) {
-        self.kill();
-        self.spawn().await;
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        self.kill();
-        let _ = std::fs::remove_dir_all(&self.data_dir);
-    }
 }
 
 /// One chromedriver; each `Browser` is a separate Chromium with its own profile.

@@ -1,12 +1,15 @@
 //! End-to-end: the seed's walkthrough in two headless Chromium sessions against the real server
 //! process, with a screenshot of each step under `<target>/e2e-screenshots`.
 mod harness;
+#[path = "../support/server_process.rs"]
+mod server_process;
 // Shared with the API tests, which use all of it.
 #[allow(dead_code)]
 #[path = "../api/smtp_sink.rs"]
 mod smtp_sink;
 
-use harness::{Browser, Driver, ServerProcess};
+use harness::{Browser, Driver};
+use server_process::ServerProcess;
 use smtp_sink::SmtpSink;
 
 const PASSWORD: &str = "a good password";
@@ -53,7 +56,13 @@ fn chat_with(email: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_seed_walkthrough_in_two_browsers() {
     let smtp = SmtpSink::start().await;
-    let mut server = ServerProcess::start(&smtp).await;
+    let ui_dir = harness::workspace_root().join("ui/dist");
+    assert!(
+        ui_dir.join("index.html").is_file(),
+        "the web UI is not built: run scripts/build-ui.sh (scripts/test.sh does)"
+    );
+    let (ui_dir, smtp_url) = (ui_dir.display().to_string(), smtp.url());
+    let mut server = ServerProcess::start(&[("PARLEY_UI_DIR", &ui_dir), ("PARLEY_SMTP_URL", &smtp_url)]).await;
     let driver = Driver::start().await;
     let mut ada = driver.browser("ada").await;
     let mut bo = driver.browser("bo").await;

@@ -1,0 +1,76 @@
+//! The `parley-server` binary as a child process on a fixed port and data folder, so that it can
+//! be killed (SIGKILL) and started again as the same server.
+use std::{
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub struct ServerProcess {
+    pub port: u16,
+    data_dir: PathBuf,
+    env: Vec<(String, String)>,
+    child: Option<Child>,
+}
+
+impl ServerProcess {
+    /// Starts the server with `env` on top of a fresh data folder and port; waits for `/healthz`.
+    pub async fn start(env: &[(&str, &str)]) -> Self {
+        let data_dir = std::env::temp_dir().join(format!("parley-proc-{}", uuid::Uuid::new_v4()));
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut server = ServerProcess { port: free_port(), data_dir, env, child: None };
+        server.spawn().await;
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    async fn spawn(&mut self) {
+        let child = Command::new(env!("CARGO_BIN_EXE_parley-server"))
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("PARLEY_BIND", format!("127.0.0.1:{}", self.port))
+            .env("PARLEY_DATA_DIR", &self.data_dir)
+            .env("PARLEY_LOG", std::env::var("PARLEY_E2E_LOG").unwrap_or_else(|_| "warn".into()))
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start parley-server");
+        self.child = Some(child);
+        let health = format!("{}/healthz", self.url());
+        let client = reqwest::Client::new();
+        for _ in 0..200 {
+            if client.get(&health).send().await.is_ok_and(|r| r.status().is_success()) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("parley-server did not come up on port {}", self.port);
+    }
+
+    /// SIGKILL: no goodbye to anyone, nothing flushed that was not already durable.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.spawn().await;
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
