@@ -1,5 +1,6 @@
 //! Integration tests: a real server per test, real HTTP, real SMTP, on SQLite and on Postgres.
 mod accounts;
+mod authz;
 mod chats;
 mod helpers;
 mod realtime;
