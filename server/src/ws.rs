@@ -38,6 +38,8 @@ use crate::{
 /// a chat server holds many mostly idle ones, and frames are small.
 const READ_BUFFER_BYTES: usize = 4 * 1024;
 const WRITE_BUFFER_BYTES: usize = 8 * 1024;
+/// RFC 6455's normal closure.
+const NORMAL_CLOSE: u16 = 1000;
 /// Bad frames a connection may send in a row before it is closed.
 const MAX_BAD_FRAMES_IN_A_ROW: u32 = 20;
 /// `typing` frames for one chat closer together than this are dropped.
@@ -122,7 +124,12 @@ async fn run(state: AppState, session: Session, user: UserRecord, socket: WebSoc
                 () = &mut send => {
                     let _ = tokio::time::timeout(Duration::from_secs(1), receive).await;
                 }
-                () = &mut receive => {}
+                // The peer closed or vanished: the send side answers a close with one of its own
+                // (or with the reason it was kicked for), if the socket still takes it.
+                () = &mut receive => {
+                    kick.kick(NORMAL_CLOSE);
+                    let _ = tokio::time::timeout(Duration::from_secs(1), send).await;
+                }
             }
         }
     }
@@ -202,6 +209,11 @@ impl Sender {
                 }
             }
         };
+        if code == NORMAL_CLOSE {
+            // The peer closed: complete the handshake (the library answers its close frame).
+            let _ = tokio::time::timeout(Duration::from_secs(1), self.sink.close()).await;
+            return;
+        }
         ::metrics::counter!(crate::metrics::CUT_OFF, "code" => code.to_string()).increment(1);
         let frame = CloseFrame { code, reason: close_reason(code).into() };
         let _ = tokio::time::timeout(Duration::from_secs(1), self.sink.send(WsMessage::Close(Some(frame)))).await;

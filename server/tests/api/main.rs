@@ -2,6 +2,7 @@
 mod accounts;
 mod authz;
 mod chats;
+mod fuzz;
 mod helpers;
 mod realtime;
 mod service;
