@@ -191,20 +191,20 @@ pub async fn login(state: &AppState, caller: &Caller, email: &str, password: &st
     // A malformed email cannot have an account: same answer as a wrong password.
     let email = Email::parse(email).map_err(|_| ApiError::InvalidCredentials)?;
     take_all(&*state.limiter, &[(Bucket::LoginPerEmail, email.as_str())]).await?;
+    // Exactly one password check whatever the case (account, pending signup, nobody), so the
+    // answer's timing tells nothing.
     let user = state.store.user_by_email(email.as_str()).await?;
-    let stored_hash = user.as_ref().map(|u| u.password_hash.clone());
-    if crypto::verify_password(password.to_string(), stored_hash).await {
-        let user = user.expect("a password only verifies against a stored hash");
-        return start_session(state, user, caller).await;
-    }
-    if user.is_none() {
-        // "Not verified yet" only to someone who knows a pending signup's password; anyone else
-        // learns nothing about whether the email is known.
-        for pending in state.store.signups_for_email(email.as_str()).await? {
-            if crypto::verify_password(password.to_string(), Some(pending.password_hash)).await {
-                return Err(ApiError::EmailNotVerified);
-            }
+    if let Some(user) = user {
+        if crypto::verify_password(password.to_string(), Some(user.password_hash.clone())).await {
+            return start_session(state, user, caller).await;
         }
+        return Err(ApiError::InvalidCredentials);
+    }
+    // "Not verified yet" only to someone who knows the newest pending signup's password; anyone
+    // else learns nothing about whether the email is known.
+    let newest_pending = state.store.signups_for_email(email.as_str()).await?.pop().map(|s| s.password_hash);
+    if crypto::verify_password(password.to_string(), newest_pending).await {
+        return Err(ApiError::EmailNotVerified);
     }
     Err(ApiError::InvalidCredentials)
 }

@@ -128,17 +128,16 @@ pub async fn hash_password(password: Password) -> String {
     .expect("password hashing task panicked")
 }
 
-/// Checks a password against a stored hash. With no hash (unknown account) it checks against a
-/// dummy one, so the answer takes as long either way.
+/// Checks a password against a stored hash. With no usable hash (unknown account, or one made
+/// without a password) it checks against a dummy one, so the answer takes as long either way.
 pub async fn verify_password(password: String, stored: Option<String>) -> bool {
     tokio::task::spawn_blocking(move || {
-        let known = stored.is_some();
-        let hash = stored.unwrap_or_else(|| dummy_hash().to_string());
-        let Ok(parsed) = PasswordHash::new(&hash) else {
-            return false;
-        };
-        let ok = Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok();
-        known && ok
+        // A missing or unusable hash (accounts without a password) is checked against the dummy,
+        // and fails, in the same time as a real check.
+        let real = stored.as_deref().and_then(|h| PasswordHash::new(h).ok());
+        let dummy = PasswordHash::new(dummy_hash()).expect("the dummy hash parses");
+        let ok = Argon2::default().verify_password(password.as_bytes(), real.as_ref().unwrap_or(&dummy)).is_ok();
+        real.is_some() && ok
     })
     .await
     .expect("password verification task panicked")
@@ -193,6 +192,7 @@ mod tests {
         assert!(verify_password("correct horse".into(), Some(hash.clone())).await);
         assert!(!verify_password("wrong horse!".into(), Some(hash)).await);
         assert!(!verify_password("parley-timing-equaliser".into(), None).await);
+        assert!(!verify_password("!no-password".into(), Some("!no-password".into())).await);
     }
 
     #[test]
