@@ -49,6 +49,30 @@ async fn sign_up_by_api(server: &ServerProcess, smtp: &SmtpSink, email: &str, na
     auth["token"].as_str().unwrap().to_string()
 }
 
+/// Sends `count` messages as the holder of `token` over a WebSocket, waiting for each ack.
+async fn send_messages(server: &ServerProcess, token: &str, chat_id: i64, count: usize) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Message};
+    let mut request = format!("ws://127.0.0.1:{}/api/v1/ws", server.port).into_client_request().unwrap();
+    request.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    for n in 0..count {
+        let frame = parley_common::ClientFrame::Send {
+            chat_id,
+            client_id: format!("00000000-0000-4000-8000-{n:012}"),
+            body: format!("note {n}"),
+        };
+        socket.send(Message::Text(serde_json::to_string(&frame).unwrap().into())).await.unwrap();
+        loop {
+            let Some(Ok(Message::Text(text))) = socket.next().await else { panic!("the socket ended") };
+            if matches!(serde_json::from_str(&text), Ok(parley_common::ServerFrame::Ack { .. })) {
+                break;
+            }
+        }
+    }
+    let _ = socket.close(None).await;
+}
+
 fn chat_with(email: &str) -> String {
     format!(r#".chat-item[data-friend="{email}"]"#)
 }
@@ -179,6 +203,21 @@ async fn the_seed_walkthrough_in_two_browsers() {
         .await
         .unwrap();
     assert_eq!(cy_chats["chats"][0]["friend"]["email"], "bo@example.org");
+
+    // A long history: the newest page first, older ones as Bo scrolls up.
+    let cy_chat = cy_chats["chats"][0]["id"].as_i64().unwrap();
+    send_messages(&server, &cy_token, cy_chat, 60).await;
+    // A fresh page, so the history comes from the server in pages rather than live.
+    bo.client.refresh().await.unwrap();
+    bo.click(&chat_with("cy@example.org")).await;
+    bo.until_text(".messages", "note 59").await;
+    assert_eq!(bo.count(".message").await, 50, "one page of 50 first");
+    bo.client.execute("document.querySelector('.messages').scrollTop = 0", vec![]).await.unwrap();
+    bo.until("the older page loaded", || async { bo.count(".message").await == 60 }).await;
+    bo.until_text(".messages .beginning", "This is the beginning of your chat with Cy").await;
+    bo.shot("older-page").await;
+    bo.click(&chat_with("ada@example.org")).await;
+    bo.until_text(".message.theirs .body", "Hello Bo!").await;
 
     // On a phone's width one pane shows at a time.
     bo.client.set_window_size(390, 844).await.unwrap();
