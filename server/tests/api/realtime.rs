@@ -29,6 +29,7 @@ on_both_backends!(
     the_socket_needs_a_session_and_a_cookie_needs_our_origin,
     logging_out_closes_that_session_s_sockets,
     sending_is_rate_limited_per_user,
+    a_client_s_close_is_answered_with_a_close,
 );
 
 /// Two users with a chat between them.
@@ -487,4 +488,17 @@ async fn sending_is_rate_limited_per_user(backend: Backend) {
     assert_eq!(a.next_error().await, ("rate_limited".into(), Some(over)));
     let history: MessagePage = app.get_json(&format!("/api/v1/chats/{chat}/messages"), &ada.token).await;
     assert_eq!(history.messages.len(), 3);
+}
+
+async fn a_client_s_close_is_answered_with_a_close(backend: Backend) {
+    use futures_util::{SinkExt, StreamExt};
+    let app = spawn_open(backend, |_| {}).await;
+    let ada = app.user("Ada").await;
+    let mut request = app.ws_url().into_client_request().unwrap();
+    request.headers_mut().insert("authorization", format!("Bearer {}", ada.token).parse().unwrap());
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    assert!(matches!(socket.next().await, Some(Ok(WsMessage::Text(_)))), "hello");
+    socket.send(WsMessage::Close(None)).await.unwrap();
+    let reply = tokio::time::timeout(Duration::from_secs(5), socket.next()).await.expect("an answer");
+    assert!(matches!(reply, Some(Ok(WsMessage::Close(_)))), "{reply:?}");
 }
