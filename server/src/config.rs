@@ -44,6 +44,10 @@ pub struct Config {
     pub smtp_url: Option<Secret>,
     /// From address of outgoing mail (`PARLEY_MAIL_FROM`).
     pub mail_from: String,
+    /// Serve HTTPS directly with this certificate chain and key (PEM files): `PARLEY_TLS_CERT`,
+    /// `PARLEY_TLS_KEY`. Without them, plain HTTP (TLS at a proxy, or none on a private network).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
     /// Where mails go without SMTP; empty means `<data_dir>/mail` (`PARLEY_MAIL_DIR`).
     pub mail_dir: Option<PathBuf>,
     /// The built web UI (`scripts/build-ui.sh` writes `ui/dist`), served at `/` (`PARLEY_UI_DIR`).
@@ -128,6 +132,8 @@ impl Default for Config {
             smtp_url: None,
             mail_from: "Parley <parley@localhost>".into(),
             mail_dir: None,
+            tls_cert: None,
+            tls_key: None,
             ui_dir: PathBuf::from("ui/dist"),
             max_body_bytes: 64 * 1024,
             session_ttl_secs: 30 * 24 * 3600,
@@ -183,6 +189,12 @@ impl Config {
         if self.public_url.as_deref().is_some_and(|u| u.trim().is_empty()) {
             self.public_url = None;
         }
+        if self.tls_cert.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+            self.tls_cert = None;
+        }
+        if self.tls_key.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+            self.tls_key = None;
+        }
         if let Some(url) = &mut self.public_url {
             *url = url.trim_end_matches('/').to_string();
         }
@@ -200,8 +212,13 @@ impl Config {
         self.mail_dir.clone().unwrap_or_else(|| self.data_dir.join("mail"))
     }
 
-    /// Whether cookies must carry `Secure`: the public origin is https.
+    /// The certificate and key files, when HTTPS is served directly.
+    pub fn tls_files(&self) -> Option<(&std::path::Path, &std::path::Path)> {
+        Some((self.tls_cert.as_deref()?, self.tls_key.as_deref()?))
+    }
+
+    /// Whether cookies must carry `Secure`: the public origin is https, or we serve HTTPS.
     pub fn secure_cookies(&self) -> bool {
-        self.public_url.as_deref().is_some_and(|u| u.starts_with("https://"))
+        self.public_url.as_deref().is_some_and(|u| u.starts_with("https://")) || self.tls_files().is_some()
     }
 }

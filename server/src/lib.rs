@@ -35,6 +35,8 @@ pub enum StartError {
     Mail(#[from] mail::MailError),
     #[error("server secret: {0}")]
     Secret(std::io::Error),
+    #[error("TLS certificate or key: {0}")]
+    Tls(String),
     #[error("serving: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -59,6 +61,11 @@ impl Server {
         Ok(Self { state })
     }
 
+    /// Whether the server answers HTTPS itself (`PARLEY_TLS_CERT` and `PARLEY_TLS_KEY`).
+    pub fn serves_tls(&self) -> bool {
+        self.state.config.tls_files().is_some()
+    }
+
     /// Serves until `shutdown` completes, then drains in-flight requests.
     pub async fn serve(
         self,
@@ -66,10 +73,27 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartError> {
         let housekeeping = tokio::spawn(housekeeping(self.state.clone()));
-        let app = routes::router(self.state);
-        let result = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let tls = match self.state.config.tls_files() {
+            Some((cert, key)) => Some(
+                axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                    .await
+                    .map_err(|e| StartError::Tls(format!("{} / {}: {e}", cert.display(), key.display())))?,
+            ),
+            None => None,
+        };
+        let app = routes::router(self.state).into_make_service_with_connect_info::<SocketAddr>();
+        let result = match tls {
+            None => axum::serve(listener, app).with_graceful_shutdown(shutdown).await,
+            Some(tls) => {
+                let handle = axum_server::Handle::new();
+                let stopper = handle.clone();
+                tokio::spawn(async move {
+                    shutdown.await;
+                    stopper.graceful_shutdown(Some(Duration::from_secs(10)));
+                });
+                axum_server::from_tcp_rustls(listener.into_std()?, tls)?.handle(handle).serve(app).await
+            }
+        };
         housekeeping.abort();
         Ok(result?)
     }

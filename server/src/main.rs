@@ -94,9 +94,10 @@ async fn main() -> std::process::ExitCode {
 async fn serve(config: Config) -> Result<(), String> {
     let listener =
         tokio::net::TcpListener::bind(config.bind).await.map_err(|e| format!("binding {}: {e}", config.bind))?;
+    let scheme = if config.tls_files().is_some() { "https" } else { "http" };
     let url = match &config.public_url {
         Some(url) => url.clone(),
-        None => format!("http://{}", listener.local_addr().map_err(|e| e.to_string())?),
+        None => format!("{scheme}://{}", listener.local_addr().map_err(|e| e.to_string())?),
     };
     let server = Server::build(config).await.map_err(|e| e.to_string())?;
     tracing::info!("Parley is listening on {url}");

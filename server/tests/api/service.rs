@@ -17,6 +17,7 @@ on_both_backends!(
     resends_are_rate_limited_per_email,
     metrics_are_served_to_loopback_or_with_the_token,
     bulk_accounts_get_a_session_and_no_password,
+    https_is_served_directly_with_a_certificate_and_key,
     instance_health_and_openapi_are_public,
     unknown_routes_answer_json_404,
     the_web_ui_is_served_with_a_strict_content_security_policy,
@@ -241,4 +242,43 @@ async fn bulk_accounts_get_a_session_and_no_password(backend: Backend) {
     }
     let again = parley_server::admin::create_users(&app.config, 1, "bot", &file).await;
     assert!(matches!(again, Err(parley_server::admin::AdminError::EmailTaken)));
+}
+
+async fn https_is_served_directly_with_a_certificate_and_key(backend: Backend) {
+    let dir = std::env::temp_dir().join(format!("parley-tls-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let (c, k) = (cert.clone(), key.clone());
+    let app = crate::helpers::spawn_open(backend, move |config| {
+        config.tls_cert = Some(c);
+        config.tls_key = Some(k);
+    })
+    .await;
+    let port = app.url.rsplit(':').next().unwrap().to_string();
+    let https = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(certified.cert.pem().as_bytes()).unwrap())
+        .resolve("localhost", format!("127.0.0.1:{port}").parse().unwrap())
+        .build()
+        .unwrap();
+    let base = format!("https://localhost:{port}");
+    let health = https.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+
+    // Sessions made over it are Secure cookies.
+    let signup = https
+        .post(format!("{base}/api/v1/auth/signup"))
+        .json(&serde_json::json!({"email": "tls@example.org", "password": "a good password", "display_name": "T"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signup.status(), StatusCode::OK);
+    assert!(signup.headers()["set-cookie"].to_str().unwrap().contains("; Secure"));
+
+    // Plain HTTP on the same port gets no answer from the API.
+    let plain = app.client.get(app.at("/healthz")).send().await;
+    assert!(plain.is_err() || !plain.unwrap().status().is_success(), "no plain HTTP beside HTTPS");
+    std::fs::remove_dir_all(dir).unwrap();
 }
