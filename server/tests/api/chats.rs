@@ -16,6 +16,7 @@ on_both_backends!(
     history_pages_go_back_in_time,
     only_members_may_read_a_chat,
     sync_pages_through_every_event_once,
+    probing_emails_by_starting_chats_is_rate_limited,
 );
 
 async fn a_chat_is_started_by_email_and_appears_in_both_lists(backend: Backend) {
@@ -185,4 +186,22 @@ async fn sync_pages_through_every_event_once(backend: Backend) {
         "invalid_cursor",
     )
     .await;
+}
+
+async fn probing_emails_by_starting_chats_is_rate_limited(backend: Backend) {
+    let app = spawn_open(backend, |c| c.rate_limits.new_chat_per_user = 3).await;
+    let ada = app.user("Ada").await;
+    for n in 0..3 {
+        let probe = app
+            .client
+            .post(app.at("/api/v1/chats"))
+            .bearer_auth(&ada.token)
+            .json(&json!({"email": format!("x{n}@example.org")}));
+        assert_error(probe.send().await.unwrap(), StatusCode::NOT_FOUND, "user_not_found").await;
+    }
+    let fourth =
+        app.client.post(app.at("/api/v1/chats")).bearer_auth(&ada.token).json(&json!({"email": "x3@example.org"}));
+    let fourth = fourth.send().await.unwrap();
+    assert!(fourth.headers().contains_key("retry-after"));
+    assert_error(fourth, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
 }
