@@ -240,6 +240,35 @@ pub async fn authenticate(state: &AppState, token: &str) -> ApiResult<crate::sta
     Ok(crate::state::Session { id: session.id, user_id: session.user_id, via_cookie: false })
 }
 
+pub async fn change_display_name(state: &AppState, user_id: i64, display_name: &str) -> ApiResult<UserRecord> {
+    let name = DisplayName::parse(display_name)?;
+    state.store.set_display_name(user_id, name.as_str()).await?;
+    state.store.user_by_id(user_id).await?.ok_or(ApiError::Unauthorized)
+}
+
+/// Needs the current password. Every other session of the account ends (and its sockets close):
+/// whoever knew the old password is out.
+pub async fn change_password(
+    state: &AppState,
+    session: &crate::state::Session,
+    current: &str,
+    new: &str,
+) -> ApiResult<()> {
+    let user = state.store.user_by_id(session.user_id).await?.ok_or(ApiError::Unauthorized)?;
+    take_all(&*state.limiter, &[(Bucket::LoginPerEmail, &user.email)]).await?;
+    let new = Password::parse(new)?;
+    if !crypto::verify_password(current.to_string(), Some(user.password_hash)).await {
+        return Err(ApiError::InvalidCredentials);
+    }
+    let hash = crypto::hash_password(new).await;
+    state.store.set_password_hash(user.id, &hash).await?;
+    for revoked in state.store.revoke_other_sessions(user.id, session.id, now_millis()).await? {
+        state.relay.end_session(revoked);
+    }
+    tracing::info!(user_id = user.id, "password changed; other sessions revoked");
+    Ok(())
+}
+
 pub async fn logout(state: &AppState, session_id: i64) -> ApiResult<()> {
     state.store.revoke_session(session_id, now_millis()).await?;
     state.relay.end_session(session_id);

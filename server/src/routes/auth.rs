@@ -7,7 +7,8 @@ use axum::{
     Router,
 };
 use parley_common::{
-    AuthResponse, ErrorBody, LoginRequest, ResendRequest, SignupPending, SignupRequest, User, VerifyRequest,
+    AuthResponse, ErrorBody, LoginRequest, PasswordChange, ProfileUpdate, ResendRequest, SignupPending, SignupRequest,
+    User, VerifyRequest,
 };
 
 use crate::{
@@ -23,7 +24,8 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/auth/resend", post(resend))
         .route("/api/v1/auth/login", post(login))
         .route("/api/v1/auth/logout", post(logout))
-        .route("/api/v1/me", get(me))
+        .route("/api/v1/me", get(me).patch(update_me))
+        .route("/api/v1/me/password", post(change_password))
 }
 
 /// The session as JSON for native clients and as an HttpOnly cookie for browsers.
@@ -135,4 +137,39 @@ pub async fn logout(State(state): State<AppState>, session: Session) -> ApiResul
 pub async fn me(State(state): State<AppState>, session: Session) -> ApiResult<ApiJson<User>> {
     let user = state.store.user_by_id(session.user_id).await?.ok_or(crate::error::ApiError::Unauthorized)?;
     Ok(ApiJson(user_view(&user)))
+}
+
+/// Change your display name.
+#[utoipa::path(patch, path = "/api/v1/me", tag = "auth", request_body = ProfileUpdate,
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "The updated account", body = User),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 422, description = "`invalid_display_name`", body = ErrorBody),
+    ))]
+pub async fn update_me(
+    State(state): State<AppState>,
+    session: Session,
+    ApiJson(req): ApiJson<ProfileUpdate>,
+) -> ApiResult<ApiJson<User>> {
+    let user = accounts::change_display_name(&state, session.user_id, &req.display_name).await?;
+    Ok(ApiJson(user_view(&user)))
+}
+
+/// Change your password (the current one is required); every other session ends.
+#[utoipa::path(post, path = "/api/v1/me/password", tag = "auth", request_body = PasswordChange,
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 204, description = "Changed; other sessions revoked"),
+        (status = 401, description = "`unauthorized`, or `invalid_credentials` for a wrong current password", body = ErrorBody),
+        (status = 422, description = "`weak_password`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`", body = ErrorBody),
+    ))]
+pub async fn change_password(
+    State(state): State<AppState>,
+    session: Session,
+    ApiJson(req): ApiJson<PasswordChange>,
+) -> ApiResult<StatusCode> {
+    accounts::change_password(&state, &session, &req.current_password, &req.new_password).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -271,6 +271,11 @@ pub trait Store: Send + Sync + 'static {
     async fn events_since(&self, user_id: i64, since: i64, limit: i64) -> StoreResult<Vec<EventRecord>>;
     async fn set_last_seen(&self, user_id: i64, at: Millis) -> StoreResult<()>;
 
+    async fn set_display_name(&self, user_id: i64, display_name: &str) -> StoreResult<()>;
+    async fn set_password_hash(&self, user_id: i64, password_hash: &str) -> StoreResult<()>;
+    /// Revokes every live session of the user but `keep`; returns the revoked sessions' ids.
+    async fn revoke_other_sessions(&self, user_id: i64, keep: i64, now: Millis) -> StoreResult<Vec<i64>>;
+
     /// Creates accounts, each with one session, in bulk (bots, load tests): one transaction per
     /// call, so callers pass chunks. Returns the new users' ids in order. `Conflict` if an email
     /// is taken.

@@ -611,6 +611,39 @@ macro_rules! impl_store {
             }
 
             #[tracing::instrument(skip_all)]
+            async fn set_display_name(&self, user_id: i64, display_name: &str) -> StoreResult<()> {
+                sqlx::query("UPDATE users SET display_name = $2 WHERE id = $1")
+                    .bind(user_id)
+                    .bind(display_name)
+                    .execute(self.writer())
+                    .await?;
+                Ok(())
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn set_password_hash(&self, user_id: i64, password_hash: &str) -> StoreResult<()> {
+                sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1")
+                    .bind(user_id)
+                    .bind(password_hash)
+                    .execute(self.writer())
+                    .await?;
+                Ok(())
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn revoke_other_sessions(&self, user_id: i64, keep: i64, now: Millis) -> StoreResult<Vec<i64>> {
+                let rows: Vec<(i64,)> = sqlx::query_as(
+                    "UPDATE sessions SET revoked_at = $3 WHERE user_id = $1 AND id <> $2 AND revoked_at IS NULL RETURNING id",
+                )
+                .bind(user_id)
+                .bind(keep)
+                .bind(now)
+                .fetch_all(self.writer())
+                .await?;
+                Ok(rows.into_iter().map(|(id,)| id).collect())
+            }
+
+            #[tracing::instrument(skip_all)]
             async fn create_users_with_sessions(&self, users: &[BulkUser]) -> StoreResult<Vec<i64>> {
                 let mut tx = self.writer().begin().await?;
                 let mut ids = Vec::with_capacity(users.len());

@@ -70,6 +70,12 @@ async fn every_route_answers_each_kind_of_caller_as_it_should(backend: Backend) 
         (Method::POST, "/api/v1/chats".into(), Some(new_chat.clone())),
         (Method::GET, format!("/api/v1/chats/{chat}/messages"), None),
         (Method::GET, "/api/v1/sync".into(), None),
+        (Method::PATCH, "/api/v1/me".into(), Some(json!({"display_name": "Ada L."}))),
+        (
+            Method::POST,
+            "/api/v1/me/password".into(),
+            Some(json!({"current_password": "a good password", "new_password": "a good password"})),
+        ),
         (Method::POST, "/api/v1/auth/logout".into(), None),
     ];
     for (method, path, body) in &routes {

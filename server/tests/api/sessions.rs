@@ -13,6 +13,8 @@ on_both_backends!(
     garbage_and_missing_tokens_are_refused,
     a_browser_session_lives_in_an_http_only_cookie,
     a_cookie_session_refuses_writes_from_a_foreign_origin,
+    changing_the_password_needs_the_old_one_and_ends_the_other_sessions,
+    the_display_name_can_be_changed,
 );
 
 async fn each_device_has_its_own_session_and_logout_revokes_only_one(backend: Backend) {
@@ -103,4 +105,62 @@ async fn a_cookie_session_refuses_writes_from_a_foreign_origin(backend: Backend)
         .unwrap();
     assert_eq!(own.status(), StatusCode::NO_CONTENT);
     assert!(own.headers()["set-cookie"].to_str().unwrap().contains("Secure"), "https public URL: Secure cookie");
+}
+
+async fn changing_the_password_needs_the_old_one_and_ends_the_other_sessions(backend: Backend) {
+    let app = spawn(backend).await;
+    let laptop = app.register("ch@example.org", "the old password").await;
+    let phone: AuthResponse = app.login("ch@example.org", "the old password").await.json().await.unwrap();
+    let mut phone_socket = crate::ws_client::WsClient::connect(&app, &phone.token).await;
+    let change = |current: &str, new: &str| {
+        app.client
+            .post(app.at("/api/v1/me/password"))
+            .bearer_auth(&laptop.token)
+            .json(&serde_json::json!({"current_password": current, "new_password": new}))
+            .send()
+    };
+    assert_error(
+        change("not the old one", "a new password").await.unwrap(),
+        StatusCode::UNAUTHORIZED,
+        "invalid_credentials",
+    )
+    .await;
+    assert_error(change("the old password", "short").await.unwrap(), StatusCode::UNPROCESSABLE_ENTITY, "weak_password")
+        .await;
+    assert_eq!(change("the old password", "a new password").await.unwrap().status(), StatusCode::NO_CONTENT);
+
+    // The phone's session and its socket are over; the laptop's lives on.
+    assert_eq!(
+        phone_socket.ended().await,
+        crate::ws_client::Ended::Closed(Some(parley_common::ws::close::SESSION_ENDED))
+    );
+    assert_error(app.get_with_token("/api/v1/me", &phone.token).await, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    assert_eq!(app.get_with_token("/api/v1/me", &laptop.token).await.status(), StatusCode::OK);
+    assert_error(
+        app.login("ch@example.org", "the old password").await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_credentials",
+    )
+    .await;
+    assert_eq!(app.login("ch@example.org", "a new password").await.status(), StatusCode::OK);
+}
+
+async fn the_display_name_can_be_changed(backend: Backend) {
+    let app = spawn(backend).await;
+    let auth = app.register("dn@example.org", "a good password").await;
+    let rename = |name: &str| {
+        app.client
+            .patch(app.at("/api/v1/me"))
+            .bearer_auth(&auth.token)
+            .json(&serde_json::json!({"display_name": name}))
+            .send()
+    };
+    let renamed: parley_common::User = rename("  New Name ").await.unwrap().json().await.unwrap();
+    assert_eq!(renamed.display_name, "New Name");
+    assert_error(rename("   ").await.unwrap(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_display_name").await;
+    let me: parley_common::User = app.get_json("/api/v1/me", &auth.token).await;
+    assert_eq!(me.display_name, "New Name");
+    let anonymous =
+        app.client.patch(app.at("/api/v1/me")).json(&serde_json::json!({"display_name": "X"})).send().await.unwrap();
+    assert_error(anonymous, StatusCode::UNAUTHORIZED, "unauthorized").await;
 }
