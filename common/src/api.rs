@@ -104,3 +104,23 @@ pub struct PasswordChange {
     pub current_password: String,
     pub new_password: String,
 }
+
+/// One of the caller's live sessions (a device or browser).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct SessionInfo {
+    pub id: i64,
+    /// From the client's user agent.
+    pub device: String,
+    pub created_at: String,
+    pub last_used_at: String,
+    /// The session making this request.
+    pub current: bool,
+}
+
+/// `GET /api/v1/sessions`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct SessionList {
+    pub sessions: Vec<SessionInfo>,
+}

@@ -262,10 +262,40 @@ pub async fn change_password(
     }
     let hash = crypto::hash_password(new).await;
     state.store.set_password_hash(user.id, &hash).await?;
-    for revoked in state.store.revoke_other_sessions(user.id, session.id, now_millis()).await? {
+    revoke_other_sessions(state, session).await?;
+    tracing::info!(user_id = user.id, "password changed; other sessions revoked");
+    Ok(())
+}
+
+pub async fn list_sessions(state: &AppState, session: &crate::state::Session) -> ApiResult<parley_common::SessionList> {
+    let rows = state.store.live_sessions(session.user_id, now_millis()).await?;
+    let sessions = rows
+        .into_iter()
+        .map(|row| parley_common::SessionInfo {
+            id: row.id,
+            device: row.user_agent.unwrap_or_else(|| "Unknown device".into()),
+            created_at: rfc3339(row.created_at),
+            last_used_at: rfc3339(row.last_used_at),
+            current: row.id == session.id,
+        })
+        .collect();
+    Ok(parley_common::SessionList { sessions })
+}
+
+/// Ends one of the caller's sessions (and closes its sockets); someone else's is "not found".
+pub async fn revoke_session(state: &AppState, session: &crate::state::Session, session_id: i64) -> ApiResult<()> {
+    if !state.store.revoke_session_of(session.user_id, session_id, now_millis()).await? {
+        return Err(ApiError::NotFound);
+    }
+    state.relay.end_session(session_id);
+    Ok(())
+}
+
+/// Ends every session of the caller's but this one.
+pub async fn revoke_other_sessions(state: &AppState, session: &crate::state::Session) -> ApiResult<()> {
+    for revoked in state.store.revoke_other_sessions(session.user_id, session.id, now_millis()).await? {
         state.relay.end_session(revoked);
     }
-    tracing::info!(user_id = user.id, "password changed; other sessions revoked");
     Ok(())
 }
 

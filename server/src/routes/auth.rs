@@ -7,8 +7,8 @@ use axum::{
     Router,
 };
 use parley_common::{
-    AuthResponse, ErrorBody, LoginRequest, PasswordChange, ProfileUpdate, ResendRequest, SignupPending, SignupRequest,
-    User, VerifyRequest,
+    AuthResponse, ErrorBody, LoginRequest, PasswordChange, ProfileUpdate, ResendRequest, SessionList, SignupPending,
+    SignupRequest, User, VerifyRequest,
 };
 
 use crate::{
@@ -26,6 +26,9 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/auth/logout", post(logout))
         .route("/api/v1/me", get(me).patch(update_me))
         .route("/api/v1/me/password", post(change_password))
+        .route("/api/v1/sessions", get(sessions))
+        .route("/api/v1/sessions/others", axum::routing::delete(revoke_others))
+        .route("/api/v1/sessions/{id}", axum::routing::delete(revoke_session))
 }
 
 /// The session as JSON for native clients and as an HttpOnly cookie for browsers.
@@ -171,5 +174,46 @@ pub async fn change_password(
     ApiJson(req): ApiJson<PasswordChange>,
 ) -> ApiResult<StatusCode> {
     accounts::change_password(&state, &session, &req.current_password, &req.new_password).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Your live sessions (devices and browsers), the one making this request marked `current`.
+#[utoipa::path(get, path = "/api/v1/sessions", tag = "auth",
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "Live sessions, most recently used first", body = SessionList),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+    ))]
+pub async fn sessions(State(state): State<AppState>, session: Session) -> ApiResult<ApiJson<SessionList>> {
+    Ok(ApiJson(accounts::list_sessions(&state, &session).await?))
+}
+
+/// End one of your sessions; its open sockets close at once.
+#[utoipa::path(delete, path = "/api/v1/sessions/{id}", tag = "auth",
+    params(("id" = i64, Path, description = "Session id")),
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 404, description = "`not_found` (also for someone else's session)", body = ErrorBody),
+    ))]
+pub async fn revoke_session(
+    State(state): State<AppState>,
+    session: Session,
+    axum::extract::Path(id): axum::extract::Path<i64>,
+) -> ApiResult<StatusCode> {
+    accounts::revoke_session(&state, &session, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// End every session but this one.
+#[utoipa::path(delete, path = "/api/v1/sessions/others", tag = "auth",
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 204, description = "All other sessions revoked"),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+    ))]
+pub async fn revoke_others(State(state): State<AppState>, session: Session) -> ApiResult<StatusCode> {
+    accounts::revoke_other_sessions(&state, &session).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -29,6 +29,7 @@ pub mod instance;
     info(title = "Parley", description = "Self-hostable real-time 1:1 chat. Errors are `{\"error\": {\"code\", \"message\"}}`."),
     paths(
         auth::signup, auth::verify, auth::resend, auth::login, auth::logout, auth::me, auth::update_me, auth::change_password,
+        auth::sessions, auth::revoke_session, auth::revoke_others,
         instance::instance, instance::healthz,
         chats::start_chat, chats::list_chats, chats::history, chats::sync, crate::ws::upgrade,
     ),

@@ -120,6 +120,14 @@ pub struct BulkUser {
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SessionRow {
+    pub id: i64,
+    pub user_agent: Option<String>,
+    pub created_at: Millis,
+    pub last_used_at: Millis,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct SessionRecord {
     pub id: i64,
     pub user_id: i64,
@@ -273,6 +281,10 @@ pub trait Store: Send + Sync + 'static {
 
     async fn set_display_name(&self, user_id: i64, display_name: &str) -> StoreResult<()>;
     async fn set_password_hash(&self, user_id: i64, password_hash: &str) -> StoreResult<()>;
+    /// The user's live sessions (not revoked, not expired at `now`), most recently used first.
+    async fn live_sessions(&self, user_id: i64, now: Millis) -> StoreResult<Vec<SessionRow>>;
+    /// Revokes one of the user's sessions; `false` if the user has no such live session.
+    async fn revoke_session_of(&self, user_id: i64, session_id: i64, now: Millis) -> StoreResult<bool>;
     /// Revokes every live session of the user but `keep`; returns the revoked sessions' ids.
     async fn revoke_other_sessions(&self, user_id: i64, keep: i64, now: Millis) -> StoreResult<Vec<i64>>;
 

@@ -631,6 +631,32 @@ macro_rules! impl_store {
             }
 
             #[tracing::instrument(skip_all)]
+            async fn live_sessions(&self, user_id: i64, now: Millis) -> StoreResult<Vec<SessionRow>> {
+                Ok(sqlx::query_as::<$db, SessionRow>(
+                    "SELECT id, user_agent, created_at, last_used_at FROM sessions
+                     WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2
+                     ORDER BY last_used_at DESC, id DESC",
+                )
+                .bind(user_id)
+                .bind(now)
+                .fetch_all(self.reader())
+                .await?)
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn revoke_session_of(&self, user_id: i64, session_id: i64, now: Millis) -> StoreResult<bool> {
+                let done = sqlx::query(
+                    "UPDATE sessions SET revoked_at = $3 WHERE id = $2 AND user_id = $1 AND revoked_at IS NULL",
+                )
+                .bind(user_id)
+                .bind(session_id)
+                .bind(now)
+                .execute(self.writer())
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            #[tracing::instrument(skip_all)]
             async fn revoke_other_sessions(&self, user_id: i64, keep: i64, now: Millis) -> StoreResult<Vec<i64>> {
                 let rows: Vec<(i64,)> = sqlx::query_as(
                     "UPDATE sessions SET revoked_at = $3 WHERE user_id = $1 AND id <> $2 AND revoked_at IS NULL RETURNING id",

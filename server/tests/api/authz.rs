@@ -70,6 +70,8 @@ async fn every_route_answers_each_kind_of_caller_as_it_should(backend: Backend) 
         (Method::POST, "/api/v1/chats".into(), Some(new_chat.clone())),
         (Method::GET, format!("/api/v1/chats/{chat}/messages"), None),
         (Method::GET, "/api/v1/sync".into(), None),
+        (Method::GET, "/api/v1/sessions".into(), None),
+        (Method::DELETE, "/api/v1/sessions/others".into(), None),
         (Method::PATCH, "/api/v1/me".into(), Some(json!({"display_name": "Ada L."}))),
         (
             Method::POST,

@@ -15,6 +15,7 @@ on_both_backends!(
     a_cookie_session_refuses_writes_from_a_foreign_origin,
     changing_the_password_needs_the_old_one_and_ends_the_other_sessions,
     the_display_name_can_be_changed,
+    sessions_are_listed_and_revoked_one_by_one_or_all_but_this_one,
 );
 
 async fn each_device_has_its_own_session_and_logout_revokes_only_one(backend: Backend) {
@@ -163,4 +164,46 @@ async fn the_display_name_can_be_changed(backend: Backend) {
     let anonymous =
         app.client.patch(app.at("/api/v1/me")).json(&serde_json::json!({"display_name": "X"})).send().await.unwrap();
     assert_error(anonymous, StatusCode::UNAUTHORIZED, "unauthorized").await;
+}
+
+async fn sessions_are_listed_and_revoked_one_by_one_or_all_but_this_one(backend: Backend) {
+    let app = spawn(backend).await;
+    let laptop = app.register("se@example.org", "a good password").await;
+    let phone: AuthResponse = app.login("se@example.org", "a good password").await.json().await.unwrap();
+    let tablet: AuthResponse = app.login("se@example.org", "a good password").await.json().await.unwrap();
+    let stranger = app.register("st@example.org", "a good password").await;
+
+    let list: parley_common::SessionList = app.get_json("/api/v1/sessions", &laptop.token).await;
+    assert_eq!(list.sessions.len(), 3);
+    assert_eq!(list.sessions.iter().filter(|s| s.current).count(), 1);
+    assert!(list.sessions.iter().all(|s| s.device == "parley-tests"), "labelled from the user agent");
+    let me_now = list.sessions.iter().find(|s| s.current).unwrap().id;
+    let others: Vec<i64> = list.sessions.iter().filter(|s| !s.current).map(|s| s.id).collect();
+
+    // Revoke one: its socket closes, its token is dead.
+    let phone_id = {
+        let phone_list: parley_common::SessionList = app.get_json("/api/v1/sessions", &phone.token).await;
+        phone_list.sessions.iter().find(|s| s.current).unwrap().id
+    };
+    assert!(others.contains(&phone_id));
+    let mut phone_socket = crate::ws_client::WsClient::connect(&app, &phone.token).await;
+    let revoke = app.client.delete(app.at(&format!("/api/v1/sessions/{phone_id}"))).bearer_auth(&laptop.token).send();
+    assert_eq!(revoke.await.unwrap().status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        phone_socket.ended().await,
+        crate::ws_client::Ended::Closed(Some(parley_common::ws::close::SESSION_ENDED))
+    );
+    assert_error(app.get_with_token("/api/v1/me", &phone.token).await, StatusCode::UNAUTHORIZED, "unauthorized").await;
+
+    // Someone else's session is not yours to end.
+    let theirs = app.client.delete(app.at(&format!("/api/v1/sessions/{me_now}"))).bearer_auth(&stranger.token).send();
+    assert_error(theirs.await.unwrap(), StatusCode::NOT_FOUND, "not_found").await;
+    assert_eq!(app.get_with_token("/api/v1/me", &laptop.token).await.status(), StatusCode::OK);
+
+    // All but this one.
+    let all = app.client.delete(app.at("/api/v1/sessions/others")).bearer_auth(&laptop.token).send();
+    assert_eq!(all.await.unwrap().status(), StatusCode::NO_CONTENT);
+    assert_error(app.get_with_token("/api/v1/me", &tablet.token).await, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    let list: parley_common::SessionList = app.get_json("/api/v1/sessions", &laptop.token).await;
+    assert_eq!(list.sessions.iter().map(|s| s.id).collect::<Vec<_>>(), vec![me_now]);
 }
