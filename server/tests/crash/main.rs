@@ -41,6 +41,13 @@ async fn open_signup(server: &ServerProcess, name: &str) -> AuthResponse {
     response.json().await.unwrap()
 }
 
+async fn get_json<T: serde::de::DeserializeOwned>(server: &ServerProcess, path: &str, token: &str) -> T {
+    let response =
+        reqwest::Client::new().get(format!("{}{path}", server.url())).bearer_auth(token).send().await.unwrap();
+    assert!(response.status().is_success(), "GET {path}: {}", response.status());
+    response.json().await.unwrap()
+}
+
 fn client_id(n: usize) -> String {
     format!("00000000-0000-4000-8000-{n:012}")
 }
@@ -117,15 +124,8 @@ async fn acked_messages_survive_a_kill_9(extra_env: &[(&str, &str)]) {
     let mut before = None::<i64>;
     loop {
         let query = before.map_or(String::from("limit=100"), |b| format!("limit=100&before={b}"));
-        let page: MessagePage = reqwest::Client::new()
-            .get(format!("{}/api/v1/chats/{}/messages?{query}", server.url(), chat.id))
-            .bearer_auth(&bo.token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let page: MessagePage =
+            get_json(&server, &format!("/api/v1/chats/{}/messages?{query}", chat.id), &bo.token).await;
         seqs.extend(page.messages.iter().map(|m| (m.seq, m.client_id.clone())));
         before = page.messages.last().map(|m| m.seq);
         if !page.more {
@@ -142,15 +142,7 @@ async fn acked_messages_survive_a_kill_9(extra_env: &[(&str, &str)]) {
     let mut since = String::new();
     let mut received = 0;
     loop {
-        let batch: SyncBatch = reqwest::Client::new()
-            .get(format!("{}/api/v1/sync?since={since}", server.url()))
-            .bearer_auth(&bo.token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let batch: SyncBatch = get_json(&server, &format!("/api/v1/sync?since={since}"), &bo.token).await;
         received += batch.events.iter().filter(|e| matches!(e, Event::Message { .. })).count();
         since = batch.next;
         if !batch.more {
