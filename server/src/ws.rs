@@ -335,7 +335,7 @@ impl Receiver {
             let text = match message {
                 WsMessage::Text(text) => text,
                 WsMessage::Binary(_) => {
-                    self.bad_frame("bad_frame", "frames are JSON text".into(), None);
+                    self.bad_frame("frames are JSON text".into());
                     continue;
                 }
                 WsMessage::Close(_) => return,
@@ -354,7 +354,7 @@ impl Receiver {
                     self.bad_in_a_row = 0;
                     self.handle(frame).await;
                 }
-                Err(err) => self.bad_frame("bad_frame", format!("not a valid frame: {err}"), None),
+                Err(err) => self.bad_frame(format!("not a valid frame: {err}")),
             }
             if self.bad_in_a_row > MAX_BAD_FRAMES_IN_A_ROW {
                 self.kick.kick(close::FLOOD);
@@ -411,9 +411,9 @@ impl Receiver {
         }
     }
 
-    fn bad_frame(&mut self, code: &str, message: String, client_id: Option<String>) {
+    fn bad_frame(&mut self, message: String) {
         self.bad_in_a_row += 1;
-        self.reply(ServerFrame::Error { code: code.into(), message, client_id });
+        self.reply(ServerFrame::Error { code: "bad_frame".into(), message, client_id: None });
     }
 
     /// Queues a reply for this connection; one that cannot keep up with its own replies is closed.

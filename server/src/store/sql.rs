@@ -8,16 +8,16 @@ macro_rules! impl_store {
         // A block of its own, so the glob import stays inside the expansion.
         const _: () = {
         use $crate::store::*;
-        use $crate::store::sql::{ChatRow, EventRow};
+        use $crate::store::sql::{ChatRow, EventRow, NewEvent};
 
         impl $store {
-            /// Appends one event to each user's stream. The counter update locks the user's row
-            /// until commit, so positions become visible in order; users are taken in ascending
-            /// id order, so concurrent writers cannot deadlock.
+            /// Appends one event to each user's stream: positions come from `bump` (one counter
+            /// update that locks the users' rows, in ascending id, until commit), so they become
+            /// visible in order and concurrent writers cannot deadlock.
             async fn push_events(
                 tx: &mut sqlx::Transaction<'_, $db>,
                 user_ids: &[i64],
-                kind: &str,
+                kind: &'static str,
                 chat_id: i64,
                 message_id: Option<i64>,
                 reader: Option<(i64, i64)>,
@@ -26,31 +26,40 @@ macro_rules! impl_store {
                 let mut sorted = user_ids.to_vec();
                 sorted.sort_unstable();
                 sorted.dedup();
-                let mut events = Vec::with_capacity(sorted.len());
-                for user_id in sorted {
-                    let (pos,): (i64,) = sqlx::query_as(
-                        "UPDATE users SET last_event_pos = last_event_pos + 1 WHERE id = $1 RETURNING last_event_pos",
-                    )
-                    .bind(user_id)
-                    .fetch_one(&mut **tx)
-                    .await?;
-                    sqlx::query(
-                        "INSERT INTO events (user_id, pos, kind, chat_id, message_id, reader_id, up_to, created_at)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                    )
-                    .bind(user_id)
-                    .bind(pos)
-                    .bind(kind)
-                    .bind(chat_id)
-                    .bind(message_id)
-                    .bind(reader.map(|r| r.0))
-                    .bind(reader.map(|r| r.1))
-                    .bind(now)
-                    .execute(&mut **tx)
-                    .await?;
-                    events.push(EventPos { user_id, pos });
-                }
-                Ok(events)
+                let last_pos = Self::bump(tx, "users", "last_event_pos", None, sorted.iter().map(|&u| (u, 1))).await?;
+                let events: Vec<NewEvent> = sorted
+                    .iter()
+                    .map(|&user_id| NewEvent {
+                        user_id,
+                        pos: last_pos[&user_id],
+                        kind,
+                        chat_id,
+                        message_id,
+                        reader,
+                        created_at: now,
+                    })
+                    .collect();
+                Self::insert_events(tx, &events).await?;
+                Ok(events.iter().map(|e| EventPos { user_id: e.user_id, pos: e.pos }).collect())
+            }
+
+            /// Stores events whose positions are already handed out, in one statement.
+            async fn insert_events(tx: &mut sqlx::Transaction<'_, $db>, events: &[NewEvent]) -> StoreResult<()> {
+                let mut query = sqlx::QueryBuilder::<$db>::new(
+                    "INSERT INTO events (user_id, pos, kind, chat_id, message_id, reader_id, up_to, created_at) ",
+                );
+                query.push_values(events, |mut row, e| {
+                    row.push_bind(e.user_id)
+                        .push_bind(e.pos)
+                        .push_bind(e.kind)
+                        .push_bind(e.chat_id)
+                        .push_bind(e.message_id)
+                        .push_bind(e.reader.map(|r| r.0))
+                        .push_bind(e.reader.map(|r| r.1))
+                        .push_bind(e.created_at);
+                });
+                query.build().execute(&mut **tx).await?;
+                Ok(())
             }
 
             /// The chat's members, in a transaction or not.
@@ -177,22 +186,20 @@ macro_rules! impl_store {
                         let first_pos = last_pos[user_id] - indexes.len() as i64 + 1;
                         for (k, &i) in indexes.iter().enumerate() {
                             let pos = first_pos + k as i64;
+                            let message = stored[i].as_ref().expect("inserted above");
                             positions[i].push(EventPos { user_id: *user_id, pos });
-                            events.push((*user_id, pos, i));
+                            events.push(NewEvent {
+                                user_id: *user_id,
+                                pos,
+                                kind: "message",
+                                chat_id: message.chat_id,
+                                message_id: Some(message.id),
+                                reader: None,
+                                created_at: message.created_at,
+                            });
                         }
                     }
-                    let mut query =
-                        QueryBuilder::<$db>::new("INSERT INTO events (user_id, pos, kind, chat_id, message_id, created_at) ");
-                    query.push_values(&events, |mut row, &(user_id, pos, i)| {
-                        let message = stored[i].as_ref().expect("inserted above");
-                        row.push_bind(user_id)
-                            .push_bind(pos)
-                            .push_bind("message")
-                            .push_bind(message.chat_id)
-                            .push_bind(message.id)
-                            .push_bind(message.created_at);
-                    });
-                    query.build().execute(&mut *tx).await?;
+                    Self::insert_events(&mut tx, &events).await?;
                 }
                 tx.commit().await?;
 
@@ -717,6 +724,18 @@ macro_rules! impl_store {
         }
         };
     };
+}
+
+/// An event row to store, its position already handed out.
+pub(crate) struct NewEvent {
+    pub user_id: i64,
+    pub pos: i64,
+    pub kind: &'static str,
+    pub chat_id: i64,
+    pub message_id: Option<i64>,
+    /// The reader and the `seq` they read up to, for `read` events.
+    pub reader: Option<(i64, i64)>,
+    pub created_at: i64,
 }
 
 /// The chat list query for member `$1`; `$filter` narrows it (e.g. to one chat, `$2`).
