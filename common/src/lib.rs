@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod chat;
+pub mod desktop;
 pub mod error;
 pub mod ws;
 
