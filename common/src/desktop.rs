@@ -135,22 +135,48 @@ pub enum ConnectionState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum DesktopEvent {
-    Connection { connection: ConnectionState },
+    Connection {
+        connection: ConnectionState,
+    },
     /// The live connection is (again) up for this user.
-    Hello { user: User },
+    Hello {
+        user: User,
+    },
     /// A stored event, already in the local cache.
-    Event { event: Event },
+    Event {
+        event: Event,
+    },
     /// Our message `client_id` is committed as `message`.
-    Ack { client_id: String, message: Message },
+    Ack {
+        client_id: String,
+        message: Message,
+    },
     /// Our message `client_id` was refused for good.
-    SendFailed { client_id: String, code: String, message: String },
+    SendFailed {
+        client_id: String,
+        code: String,
+        message: String,
+    },
     /// A message written here, waiting in the outbox (sent when the server can be reached).
-    Pending { client_id: String, chat_id: i64, body: String },
-    Presence { user_id: i64, online: bool, last_seen: Option<String> },
-    Typing { chat_id: i64, user_id: i64 },
+    Pending {
+        client_id: String,
+        chat_id: i64,
+        body: String,
+    },
+    Presence {
+        user_id: i64,
+        online: bool,
+        last_seen: Option<String>,
+    },
+    Typing {
+        chat_id: i64,
+        user_id: i64,
+    },
     /// Chats changed in a way events do not carry (presence after a reconnection): read the list
     /// again.
-    ChatsChanged { chats: Vec<Chat> },
+    ChatsChanged {
+        chats: Vec<Chat>,
+    },
     /// The session ended (logout elsewhere, revoked, expired).
     SessionEnded,
 }
