@@ -238,6 +238,18 @@ impl State {
             Incoming::Typing { chat_id, user_id } => {
                 self.typing.insert(chat_id, (user_id, now_ms() + TYPING_SHOWS_MS));
             }
+            Incoming::Pending { client_id, chat_id, body } => {
+                let delivered =
+                    self.history(chat_id).is_some_and(|h| h.messages.values().any(|m| m.client_id == client_id))
+                        || self
+                            .chat(chat_id)
+                            .and_then(|c| c.last_message.as_ref())
+                            .is_some_and(|m| m.client_id == client_id);
+                if !delivered {
+                    self.apply(Action::Queued(Pending { client_id, chat_id, body, failed: None }));
+                }
+            }
+            Incoming::ChatsChanged(chats) => self.apply(Action::ChatsLoaded(chats)),
             Incoming::SessionEnded => {
                 self.apply(Action::LoggedOut { notice: Some("Your session ended. Please log in again.".into()) })
             }
@@ -520,6 +532,53 @@ mod tests {
         state.apply(Action::ChatsLoaded(vec![chat(10, 2), fresh]));
         assert!(!state.chat(20).unwrap().friend.online, "went offline while we were away");
         assert_eq!(state.chats.iter().map(|c| c.id).collect::<Vec<_>>(), vec![10, 20]);
+    }
+
+    fn pending(client_id: &str, chat_id: i64) -> Action {
+        Action::Incoming(Incoming::Pending { client_id: client_id.into(), chat_id, body: "from the outbox".into() })
+    }
+
+    #[test]
+    fn an_outbox_message_announced_twice_is_pending_once() {
+        let mut state = logged_in_with_chats();
+        state.apply(Action::Queued(Pending { client_id: "a".into(), chat_id: 10, body: "hi".into(), failed: None }));
+        state.apply(pending("a", 10));
+        state.apply(pending("b", 10));
+        state.apply(pending("b", 10));
+        assert_eq!(state.pending_in(10).map(|p| p.client_id.as_str()).collect::<Vec<_>>(), vec!["a", "b"]);
+        assert_eq!(state.pending[0].body, "hi", "what was queued here stays as it was");
+    }
+
+    #[test]
+    fn an_outbox_message_already_delivered_is_not_pending_again() {
+        let mut state = logged_in_with_chats();
+        let sent = message(10, 1, 1);
+        state.apply(Action::Incoming(Incoming::Ack { client_id: sent.client_id.clone(), message: sent.clone() }));
+        state.apply(pending(&sent.client_id, 10));
+        assert_eq!(state.pending_in(10).count(), 0);
+    }
+
+    #[test]
+    fn an_outbox_message_leaves_pending_when_acknowledged() {
+        let mut state = logged_in_with_chats();
+        let sent = message(10, 1, 1);
+        state.apply(pending(&sent.client_id, 10));
+        assert_eq!(state.pending_in(10).count(), 1);
+        state.apply(Action::Incoming(Incoming::Ack { client_id: sent.client_id.clone(), message: sent.clone() }));
+        assert_eq!(state.pending_in(10).count(), 0);
+        assert_eq!(state.history(10).unwrap().messages.len(), 1);
+        assert_eq!(state.chat(10).unwrap().last_message, Some(sent));
+    }
+
+    #[test]
+    fn changed_chats_refresh_the_ones_shown_and_add_new_ones() {
+        let mut state = logged_in_with_chats();
+        let mut online = chat(20, 3);
+        online.friend.online = true;
+        state.apply(Action::Incoming(Incoming::ChatsChanged(vec![online.clone(), chat(30, 4)])));
+        state.apply(Action::Incoming(Incoming::ChatsChanged(vec![online, chat(30, 4)])));
+        assert!(state.chat(20).unwrap().friend.online);
+        assert_eq!(state.chats.iter().map(|c| c.id).collect::<Vec<_>>(), vec![30, 10, 20]);
     }
 
     #[test]

@@ -174,7 +174,8 @@ fn schedule_reconnect(live: &Rc<RefCell<Live>>) {
     let jitter = 0.5 + js_sys::Math::random() * 0.5;
     let delay_ms = (f64::from(ceiling) * 1000.0 * jitter) as u32;
     state.attempt = state.attempt.saturating_add(1);
-    state.emit(Incoming::Connection(Connection::Reconnecting { retry_in_secs: delay_ms.div_ceil(1000) }));
+    state
+        .emit(Incoming::Connection(Connection::Reconnecting { retry_in_secs: delay_ms.div_ceil(1000), problem: None }));
     let live_again = live.clone();
     state.retry = Some(Timeout::new(delay_ms, move || open(&live_again)));
 }
@@ -339,7 +340,7 @@ impl Backend for BrowserBackend {
             if status == 202 {
                 Ok(SignupOutcome::CodeSent(serde_json::from_value::<SignupPending>(value).map_err(parse_error)?))
             } else {
-                Ok(SignupOutcome::LoggedIn(serde_json::from_value::<AuthResponse>(value).map_err(parse_error)?))
+                Ok(SignupOutcome::LoggedIn(serde_json::from_value::<AuthResponse>(value).map_err(parse_error)?.user))
             }
         })
     }

@@ -3,7 +3,10 @@
 //! touch the network themselves.
 use std::{future::Future, pin::Pin, rc::Rc};
 
-use parley_common::{AuthResponse, Chat, ChatList, Event, InstanceInfo, Message, MessagePage, SignupPending, User};
+use parley_common::{
+    desktop::{BridgeError, ConnectionState, DesktopEvent},
+    Chat, ChatList, Event, InstanceInfo, Message, MessagePage, SignupPending, User,
+};
 use yew::Callback;
 
 pub mod browser;
@@ -25,26 +28,47 @@ impl UiError {
     }
 }
 
+impl From<BridgeError> for UiError {
+    fn from(error: BridgeError) -> Self {
+        UiError { code: error.code, message: error.message }
+    }
+}
+
 pub type UiResult<T> = Result<T, UiError>;
 
 /// Result of a signup: a code to enter (`verify` instances) or a session at once (`open`).
 #[derive(Debug, Clone, PartialEq)]
 pub enum SignupOutcome {
     CodeSent(SignupPending),
-    LoggedIn(AuthResponse),
+    LoggedIn(User),
 }
 
 /// State of the live connection, for the banner.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Connection {
     Connecting,
     Online,
-    /// Lost; the next attempt is in `retry_in_secs`.
+    /// Lost; the next attempt is in `retry_in_secs`. `problem` is why, when the person can act on
+    /// it (the desktop app reports a refused certificate, say).
     Reconnecting {
         retry_in_secs: u32,
+        problem: Option<UiError>,
     },
     /// Not connected on purpose (logged out).
     Off,
+}
+
+impl From<ConnectionState> for Connection {
+    fn from(state: ConnectionState) -> Self {
+        match state {
+            ConnectionState::Connecting => Connection::Connecting,
+            ConnectionState::Online => Connection::Online,
+            ConnectionState::Reconnecting { retry_in_secs, problem } => {
+                Connection::Reconnecting { retry_in_secs, problem: problem.map(UiError::from) }
+            }
+            ConnectionState::Off => Connection::Off,
+        }
+    }
 }
 
 /// What the backend tells the UI, live or replayed.
@@ -75,8 +99,34 @@ pub enum Incoming {
         chat_id: i64,
         user_id: i64,
     },
+    /// A message written here earlier and not yet acknowledged (the desktop app keeps an outbox
+    /// across restarts).
+    Pending {
+        client_id: String,
+        chat_id: i64,
+        body: String,
+    },
+    /// Chats as they are now, for what events do not carry (presence missed while away).
+    ChatsChanged(Vec<Chat>),
     /// The session ended elsewhere (logout, revoked).
     SessionEnded,
+}
+
+impl From<DesktopEvent> for Incoming {
+    fn from(event: DesktopEvent) -> Self {
+        match event {
+            DesktopEvent::Connection { connection } => Incoming::Connection(connection.into()),
+            DesktopEvent::Hello { user } => Incoming::Hello(user),
+            DesktopEvent::Event { event } => Incoming::Event(event),
+            DesktopEvent::Ack { client_id, message } => Incoming::Ack { client_id, message },
+            DesktopEvent::SendFailed { client_id, code, message } => Incoming::SendFailed { client_id, code, message },
+            DesktopEvent::Pending { client_id, chat_id, body } => Incoming::Pending { client_id, chat_id, body },
+            DesktopEvent::Presence { user_id, online, last_seen } => Incoming::Presence { user_id, online, last_seen },
+            DesktopEvent::Typing { chat_id, user_id } => Incoming::Typing { chat_id, user_id },
+            DesktopEvent::ChatsChanged { chats } => Incoming::ChatsChanged(chats),
+            DesktopEvent::SessionEnded => Incoming::SessionEnded,
+        }
+    }
 }
 
 /// The seam. Methods return boxed local futures so that the trait stays object-safe for
@@ -132,4 +182,29 @@ fn fill_random(bytes: &mut [u8]) {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(1);
     bytes[..8].copy_from_slice(&COUNTER.fetch_add(1, Ordering::Relaxed).to_le_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_certificate_reaches_the_banner_with_its_code() {
+        let event: DesktopEvent = serde_json::from_str(
+            r#"{"type":"connection","connection":{"state":"reconnecting","retry_in_secs":5,
+                "problem":{"code":"certificate","message":"unknown issuer"}}}"#,
+        )
+        .unwrap();
+        let problem = UiError { code: "certificate".into(), message: "unknown issuer".into() };
+        assert_eq!(
+            Incoming::from(event),
+            Incoming::Connection(Connection::Reconnecting { retry_in_secs: 5, problem: Some(problem) })
+        );
+    }
+
+    #[test]
+    fn an_outbox_message_arrives_as_pending() {
+        let event = DesktopEvent::Pending { client_id: "c".into(), chat_id: 4, body: "hi".into() };
+        assert_eq!(Incoming::from(event), Incoming::Pending { client_id: "c".into(), chat_id: 4, body: "hi".into() });
+    }
 }

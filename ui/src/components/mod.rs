@@ -67,6 +67,17 @@ pub fn error_for(error: &Option<UiError>, field: &str) -> Option<String> {
     error.as_ref().filter(|e| field_of(e) == field).map(|e| e.message.clone())
 }
 
+/// What is wrong with the server itself, in words, for the desktop app's own error codes.
+pub fn server_problem(error: &UiError) -> String {
+    let detail = error.message.trim_end_matches('.');
+    match error.code.as_str() {
+        "certificate" => format!("The server's certificate was refused: {detail}."),
+        "network" => format!("The server cannot be reached: {detail}."),
+        "not_parley" => "This address answers, but it is not a Parley server.".into(),
+        _ => format!("{detail}."),
+    }
+}
+
 /// Value of the input element an event came from.
 pub fn input_value(event: &yew::InputEvent) -> String {
     use yew::TargetCast;

@@ -38,7 +38,7 @@ pub fn signup() -> Html {
                         signup_id: pending.signup_id,
                         email: email.trim().to_lowercase(),
                     })),
-                    Ok(SignupOutcome::LoggedIn(auth)) => ctx.state.dispatch(Action::LoggedIn(auth.user)),
+                    Ok(SignupOutcome::LoggedIn(user)) => ctx.state.dispatch(Action::LoggedIn(user)),
                     Err(err) => error.set(Some(err)),
                 }
             });
