@@ -7,10 +7,14 @@ pub mod components;
 pub mod state;
 mod time;
 
-/// Entry point in a browser: the app over fetch and WebSocket.
+/// Entry point, one bundle for both: the desktop app's bridge in its webview, fetch and WebSocket in
+/// a browser.
 #[cfg(target_arch = "wasm32")]
 #[wasm_bindgen::prelude::wasm_bindgen(start)]
 pub fn start() {
-    let backend: backend::SharedBackend = std::rc::Rc::new(backend::browser::BrowserBackend::new());
+    let backend: backend::SharedBackend = match backend::tauri::TauriBackend::detect() {
+        Some(desktop) => std::rc::Rc::new(desktop),
+        None => std::rc::Rc::new(backend::browser::BrowserBackend::new()),
+    };
     yew::Renderer::<components::app::App>::with_props(components::app::AppProps { backend: backend.into() }).render();
 }

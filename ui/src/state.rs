@@ -17,6 +17,8 @@ pub const TYPING_SHOWS_MS: f64 = 4000.0;
 pub enum Screen {
     /// Asking the server who we are.
     Loading,
+    /// Asking which server to use (the desktop app, before its first login or to change it).
+    Server,
     Signup,
     /// Waiting for the mailed code of this signup.
     Verify {
@@ -58,6 +60,8 @@ impl History {
 #[derive(Debug, Clone, PartialEq)]
 pub struct State {
     pub screen: Screen,
+    /// The server's address, when the app chooses it (the desktop app).
+    pub server: Option<String>,
     pub instance: Option<InstanceInfo>,
     pub me: Option<User>,
     /// Most recent activity first.
@@ -77,6 +81,7 @@ impl Default for State {
     fn default() -> Self {
         Self {
             screen: Screen::Loading,
+            server: None,
             instance: None,
             me: None,
             chats: Vec::new(),
@@ -93,6 +98,8 @@ impl Default for State {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
+    /// The server in use is at this address.
+    Server(String),
     Instance(InstanceInfo),
     Show(Screen),
     LoggedIn(User),
@@ -154,6 +161,7 @@ impl State {
 
     pub fn apply(&mut self, action: Action) {
         match action {
+            Action::Server(url) => self.server = Some(url),
             Action::Instance(instance) => self.instance = Some(instance),
             Action::Show(screen) => {
                 self.screen = screen;
@@ -165,8 +173,8 @@ impl State {
                 self.notice = None;
             }
             Action::LoggedOut { notice } => {
-                let instance = self.instance.take();
-                *self = State { instance, screen: Screen::Login, notice, ..State::default() };
+                let (server, instance) = (self.server.take(), self.instance.take());
+                *self = State { server, instance, screen: Screen::Login, notice, ..State::default() };
             }
             Action::ChatsLoaded(chats) => {
                 for chat in chats {
@@ -579,6 +587,15 @@ mod tests {
         state.apply(Action::Incoming(Incoming::ChatsChanged(vec![online, chat(30, 4)])));
         assert!(state.chat(20).unwrap().friend.online);
         assert_eq!(state.chats.iter().map(|c| c.id).collect::<Vec<_>>(), vec![30, 10, 20]);
+    }
+
+    #[test]
+    fn logging_out_keeps_the_server() {
+        let mut state = logged_in_with_chats();
+        state.apply(Action::Server("https://chat.example.org".into()));
+        state.apply(Action::LoggedOut { notice: None });
+        assert_eq!(state.server.as_deref(), Some("https://chat.example.org"));
+        assert_eq!(state.screen, Screen::Login);
     }
 
     #[test]

@@ -10,6 +10,8 @@ use parley_common::{
 use yew::Callback;
 
 pub mod browser;
+#[cfg(target_arch = "wasm32")]
+pub mod tauri;
 
 pub type LocalFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 
@@ -155,6 +157,24 @@ pub trait Backend {
     fn send(&self, chat_id: i64, body: String) -> String;
     fn mark_read(&self, chat_id: i64, up_to: i64);
     fn typing(&self, chat_id: i64);
+
+    /// Whether the person picks the server (the desktop app); a browser talks to the server that
+    /// served the page.
+    fn chooses_server(&self) -> bool {
+        false
+    }
+    /// The server's address, once one is chosen.
+    fn server_url(&self) -> LocalFuture<'_, UiResult<Option<String>>> {
+        Box::pin(async { Ok(None) })
+    }
+    /// Checks that `url` is a Parley server and uses it from now on.
+    fn set_server(&self, _url: String) -> LocalFuture<'_, UiResult<InstanceInfo>> {
+        Box::pin(async {
+            Err(UiError { code: "unsupported".into(), message: "the server cannot be changed here".into() })
+        })
+    }
+    /// The chat on screen, if any, so that no notification is raised for it.
+    fn viewing(&self, _chat_id: Option<i64>) {}
 }
 
 pub type SharedBackend = Rc<dyn Backend>;

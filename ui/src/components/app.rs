@@ -3,7 +3,10 @@ use gloo_timers::callback::Timeout;
 use wasm_bindgen_futures::spawn_local;
 use yew::prelude::*;
 
-use super::{chat_page::ChatPage, login::Login, signup::Signup, verify::Verify, AppContext, BackendHandle};
+use super::{
+    chat_page::ChatPage, choose_server::ChooseServer, login::Login, signup::Signup, verify::Verify, AppContext,
+    BackendHandle,
+};
 use crate::{
     backend::Incoming,
     state::{Action, Screen, State, TYPING_SHOWS_MS},
@@ -19,12 +22,22 @@ pub fn app(props: &AppProps) -> Html {
     let state = use_reducer(State::default);
     let backend = props.backend.clone();
 
-    // Who are we? The HttpOnly cookie answers for us after a reload.
+    // Which server (the desktop app asks first), and who are we? The HttpOnly cookie answers for us
+    // after a reload in a browser, the native side's stored session in the desktop app.
     {
         let backend = backend.clone();
         let dispatcher = state.dispatcher();
         use_effect_with((), move |_| {
             spawn_local(async move {
+                if backend.chooses_server() {
+                    match backend.server_url().await {
+                        Ok(Some(url)) => dispatcher.dispatch(Action::Server(url)),
+                        _ => {
+                            dispatcher.dispatch(Action::Show(Screen::Server));
+                            return;
+                        }
+                    }
+                }
                 if let Ok(instance) = backend.instance().await {
                     dispatcher.dispatch(Action::Instance(instance));
                 }
@@ -80,9 +93,17 @@ pub fn app(props: &AppProps) -> Html {
         });
     }
 
+    // The desktop app raises no notification for the chat on screen.
+    {
+        let backend = backend.clone();
+        let on_screen = state.selected.filter(|_| state.screen == Screen::Chats);
+        use_effect_with(on_screen, move |on_screen| backend.viewing(*on_screen));
+    }
+
     let context = AppContext { state: state.clone(), backend };
     let screen = match &state.screen {
         Screen::Loading => html! { <main class="centered" aria-busy="true"><p class="muted">{ "Loading…" }</p></main> },
+        Screen::Server => html! { <ChooseServer /> },
         Screen::Signup => html! { <Signup /> },
         Screen::Verify { signup_id, email } => html! { <Verify signup_id={signup_id.clone()} email={email.clone()} /> },
         Screen::Login => html! { <Login /> },

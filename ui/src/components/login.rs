@@ -43,6 +43,10 @@ pub fn login() -> Html {
         let ctx = ctx.clone();
         Callback::from(move |_| ctx.state.dispatch(Action::Show(Screen::Signup)))
     };
+    let to_server = {
+        let ctx = ctx.clone();
+        Callback::from(move |_| ctx.state.dispatch(Action::Show(Screen::Server)))
+    };
     let instance = ctx.state.instance.clone();
     let title = instance.as_ref().map_or("Parley".to_string(), |i| i.name.clone());
     let can_sign_up = instance.as_ref().is_none_or(|i| i.signup != SignupMode::Closed);
@@ -67,6 +71,13 @@ pub fn login() -> Html {
                     <p class="switch">{ "New here? " }<button type="button" id="to-signup" class="link" onclick={to_signup}>{ "Create an account" }</button></p>
                 } else {
                     <p class="switch muted">{ "New accounts are created by the administrator." }</p>
+                }
+                if ctx.backend.chooses_server() {
+                    <p class="switch server">
+                        <span class="muted">{ "Server: " }</span><span id="current-server">{ ctx.state.server.clone().unwrap_or_default() }</span>
+                        { " · " }
+                        <button type="button" id="change-server" class="link" onclick={to_server}>{ "Change server" }</button>
+                    </p>
                 }
             </form>
         </main>

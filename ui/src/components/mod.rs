@@ -12,6 +12,7 @@ use crate::{
 pub mod app;
 pub mod chat_list;
 pub mod chat_page;
+pub mod choose_server;
 pub mod composer;
 pub mod connection_banner;
 pub mod conversation;
