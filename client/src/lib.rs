@@ -320,10 +320,16 @@ impl Client {
         Ok(MessagePage { messages: page.messages, more: page.more, cursor })
     }
 
-    /// Tells a (re)loaded UI where things stand: the connection, and the outbox as pending.
+    /// Tells a (re)loaded UI where things stand: the connection, the chats as the cache holds
+    /// them now (events may have landed since the UI read the list, before it listened), and the
+    /// outbox as pending.
     pub async fn announce(&self) {
         let connection = self.inner.shared.connection.lock().expect("connection state").clone();
         self.inner.shared.emit(DesktopEvent::Connection { connection });
+        match self.inner.shared.cache.chats().await {
+            Ok(chats) => self.inner.shared.emit(DesktopEvent::ChatsChanged { chats }),
+            Err(err) => tracing::error!(error = %err, "could not read the chats"),
+        }
         match self.inner.shared.cache.outbox().await {
             Ok(outbox) => {
                 for item in outbox {

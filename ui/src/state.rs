@@ -257,7 +257,30 @@ impl State {
                     self.apply(Action::Queued(Pending { client_id, chat_id, body, failed: None }));
                 }
             }
-            Incoming::ChatsChanged(chats) => self.apply(Action::ChatsLoaded(chats)),
+            Incoming::ChatsChanged(chats) => {
+                // The desktop's cache may be ahead of what is shown (events that landed before the
+                // UI listened): a newer last message brings its preview and counts with it.
+                let mut reordered = false;
+                for fresh in &chats {
+                    let Some(shown) = self.chats.iter_mut().find(|c| c.id == fresh.id) else { continue };
+                    let newer = match (&shown.last_message, &fresh.last_message) {
+                        (Some(shown), Some(fresh)) => fresh.seq > shown.seq,
+                        (None, Some(_)) => true,
+                        _ => false,
+                    };
+                    if newer {
+                        shown.last_message = fresh.last_message.clone();
+                        shown.unread_count = fresh.unread_count;
+                        shown.read_up_to = shown.read_up_to.max(fresh.read_up_to);
+                        shown.friend_read_up_to = shown.friend_read_up_to.max(fresh.friend_read_up_to);
+                        reordered = true;
+                    }
+                }
+                self.apply(Action::ChatsLoaded(chats));
+                if reordered {
+                    self.chats.sort_by(|a, b| activity(b).cmp(activity(a)));
+                }
+            }
             Incoming::SessionEnded => {
                 self.apply(Action::LoggedOut { notice: Some("Your session ended. Please log in again.".into()) })
             }
@@ -587,6 +610,27 @@ mod tests {
         state.apply(Action::Incoming(Incoming::ChatsChanged(vec![online, chat(30, 4)])));
         assert!(state.chat(20).unwrap().friend.online);
         assert_eq!(state.chats.iter().map(|c| c.id).collect::<Vec<_>>(), vec![30, 10, 20]);
+    }
+
+    #[test]
+    fn changed_chats_bring_a_newer_last_message_and_its_counts() {
+        let mut state = logged_in_with_chats();
+        let mut ahead = chat(20, 3);
+        let mut newest = message(20, 5, 3);
+        newest.created_at = "2099-01-01T00:00:00Z".into();
+        ahead.last_message = Some(newest.clone());
+        ahead.unread_count = 2;
+        state.apply(Action::Incoming(Incoming::ChatsChanged(vec![ahead.clone()])));
+        let shown = state.chat(20).unwrap();
+        assert_eq!(shown.last_message, Some(newest));
+        assert_eq!(shown.unread_count, 2);
+        assert_eq!(state.chats[0].id, 20, "the newest activity first");
+
+        // An older view of the chat changes nothing.
+        let mut behind = chat(20, 3);
+        behind.unread_count = 0;
+        state.apply(Action::Incoming(Incoming::ChatsChanged(vec![behind])));
+        assert_eq!(state.chat(20).unwrap().unread_count, 2);
     }
 
     #[test]
