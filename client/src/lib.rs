@@ -12,10 +12,10 @@ use std::{
 use parley_common::{
     desktop::{
         BridgeError, ChatArgs, ConnectionState, DesktopEvent, HistoryArgs, LoginArgs, ReadArgs, ResendArgs, SendArgs,
-        SignupArgs, SignupResult, StartChatArgs, VerifyArgs,
+        SessionArgs, SignupArgs, SignupResult, StartChatArgs, VerifyArgs,
     },
-    AuthResponse, Chat, ChatList, InstanceInfo, LoginRequest, MessagePage, ResendRequest, SignupRequest, User,
-    VerifyRequest,
+    AuthResponse, Chat, ChatList, InstanceInfo, LoginRequest, MessagePage, PasswordChange, ProfileUpdate,
+    ResendRequest, SessionList, SignupRequest, User, VerifyRequest,
 };
 use tokio::sync::{broadcast, mpsc};
 
@@ -291,6 +291,39 @@ impl Client {
         let account = self.inner.account.lock().await;
         let session = account.session.as_ref().ok_or(ClientError::NotLoggedIn)?;
         Ok((self.api(&account)?, session.token.clone()))
+    }
+
+    /// Changes the display name; the saved session and the cache learn it too.
+    pub async fn update_profile(&self, update: ProfileUpdate) -> Result<User, BridgeError> {
+        let mut account = self.inner.account.lock().await;
+        let session = account.session.clone().ok_or(ClientError::NotLoggedIn)?;
+        let user = self.api(&account)?.update_profile(&session.token, &update).await?;
+        let session = SavedSession { user: user.clone(), ..session };
+        self.inner.files.save_session(&session).map_err(ClientError::from)?;
+        self.inner.shared.cache.claim(&user).await.map_err(ClientError::from)?;
+        account.session = Some(session);
+        Ok(user)
+    }
+
+    /// Changes the password (the current one is required); the server ends every other session.
+    pub async fn change_password(&self, change: PasswordChange) -> Result<(), BridgeError> {
+        let (api, token) = self.token().await?;
+        Ok(api.change_password(&token, &change).await?)
+    }
+
+    pub async fn sessions(&self) -> Result<SessionList, BridgeError> {
+        let (api, token) = self.token().await?;
+        Ok(api.sessions(&token).await?)
+    }
+
+    pub async fn revoke_session(&self, args: SessionArgs) -> Result<(), BridgeError> {
+        let (api, token) = self.token().await?;
+        Ok(api.revoke_session(&token, args.session_id).await?)
+    }
+
+    pub async fn revoke_other_sessions(&self) -> Result<(), BridgeError> {
+        let (api, token) = self.token().await?;
+        Ok(api.revoke_other_sessions(&token).await?)
     }
 
     /// The chats from the cache (offline too), with the cursor the cache is current to.

@@ -4,8 +4,8 @@
 use std::{sync::Arc, time::Duration};
 
 use parley_common::{
-    AuthResponse, Chat, ChatList, ErrorBody, InstanceInfo, LoginRequest, NewChatRequest, ResendRequest, SignupPending,
-    SignupRequest, User, VerifyRequest,
+    AuthResponse, Chat, ChatList, ErrorBody, InstanceInfo, LoginRequest, NewChatRequest, PasswordChange, ProfileUpdate,
+    ResendRequest, SessionList, SignupPending, SignupRequest, User, VerifyRequest,
 };
 use reqwest::{Method, StatusCode, Url};
 use serde::{de::DeserializeOwned, Serialize};
@@ -177,6 +177,29 @@ impl ServerApi {
 
     pub async fn start_chat(&self, token: &str, email: String) -> Result<Chat, ClientError> {
         self.expect(Method::POST, "/api/v1/chats", Some(token), Some(&NewChatRequest { email })).await
+    }
+
+    pub async fn update_profile(&self, token: &str, update: &ProfileUpdate) -> Result<User, ClientError> {
+        self.expect(Method::PATCH, "/api/v1/me", Some(token), Some(update)).await
+    }
+
+    pub async fn change_password(&self, token: &str, change: &PasswordChange) -> Result<(), ClientError> {
+        self.call::<serde_json::Value>(Method::POST, "/api/v1/me/password", Some(token), Some(change)).await.map(|_| ())
+    }
+
+    pub async fn sessions(&self, token: &str) -> Result<SessionList, ClientError> {
+        self.expect(Method::GET, "/api/v1/sessions", Some(token), None::<&()>).await
+    }
+
+    pub async fn revoke_session(&self, token: &str, session_id: i64) -> Result<(), ClientError> {
+        let path = format!("/api/v1/sessions/{session_id}");
+        self.call::<serde_json::Value>(Method::DELETE, &path, Some(token), None::<&()>).await.map(|_| ())
+    }
+
+    pub async fn revoke_other_sessions(&self, token: &str) -> Result<(), ClientError> {
+        self.call::<serde_json::Value>(Method::DELETE, "/api/v1/sessions/others", Some(token), None::<&()>)
+            .await
+            .map(|_| ())
     }
 
     /// Opens the WebSocket with the session as a Bearer token.

@@ -107,6 +107,15 @@ pub struct ChatArgs {
     pub chat_id: i64,
 }
 
+/// `revoke_session`: one of the account's sessions (`sessions` lists them). The other account
+/// commands take the REST bodies: `update_profile` a `ProfileUpdate` (→ `User`),
+/// `change_password` a `PasswordChange`; `sessions` (→ `SessionList`) and
+/// `revoke_other_sessions` take no argument.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionArgs {
+    pub session_id: i64,
+}
+
 /// `viewing`: the chat on screen, if any (no notification is shown for it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ViewingArgs {

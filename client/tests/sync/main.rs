@@ -9,8 +9,8 @@ use std::time::Duration;
 use harness::{eventually, temp_dir, Peer, Relay, Rest, TestServer};
 use parley_client::{Client, ClientOptions};
 use parley_common::{
-    desktop::{ConnectionState, HistoryArgs, LoginArgs, SendArgs},
-    AuthResponse,
+    desktop::{ConnectionState, DesktopEvent, HistoryArgs, LoginArgs, SendArgs},
+    AuthResponse, PasswordChange, ProfileUpdate,
 };
 
 async fn logged_in_client(data_dir: &std::path::Path, server_url: &str, email: &str) -> Client {
@@ -274,4 +274,70 @@ async fn https_servers_are_checked_and_a_refused_certificate_says_so() {
     wait_online(&client).await;
     client.shutdown().await;
     let _ = std::fs::remove_dir_all(&cert_dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn account_settings_and_a_session_revoked_elsewhere() {
+    let server = TestServer::start(|_| {}).await;
+    let rest = Rest::new(&server.url());
+    let ada_web = rest.user("Ada").await;
+    let bo = rest.user("Bo").await;
+    let chat_id = rest.chat(&bo, "ada@example.org").await;
+    Peer::connect(&server.url(), &bo.token).await.say_all(chat_id, &bodies("hello", 2)).await;
+    let data_dir = temp_dir("client");
+    let client = logged_in_client(&data_dir, &server.url(), "ada@example.org").await;
+    wait_online(&client).await;
+    eventually(10, "history cached", || async { cached_count(&client, chat_id).await == 2 }).await;
+
+    let renamed = client.update_profile(ProfileUpdate { display_name: "Ada L.".into() }).await.unwrap();
+    assert_eq!(renamed.display_name, "Ada L.");
+    assert_eq!(client.me().await.unwrap().unwrap().display_name, "Ada L.", "the saved session knows it");
+
+    let sessions = client.sessions().await.unwrap().sessions;
+    assert_eq!(sessions.len(), 2, "the web session and this one");
+    let this = sessions.iter().find(|s| s.current).expect("this session is marked");
+    assert!(this.device.contains("Parley desktop"), "device label: {}", this.device);
+    let wrong = client.change_password(PasswordChange {
+        current_password: "not it".into(),
+        new_password: "another good password".into(),
+    });
+    assert_eq!(wrong.await.unwrap_err().code, "invalid_credentials");
+
+    // The web session ends this device's session: the app forgets the token and the cached history.
+    let mut events = client.subscribe();
+    let web_sessions: parley_common::SessionList = reqwest::Client::new()
+        .get(format!("{}/api/v1/sessions", server.url()))
+        .bearer_auth(&ada_web.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let desktop = web_sessions.sessions.iter().find(|s| !s.current).unwrap();
+    let revoked = reqwest::Client::new()
+        .delete(format!("{}/api/v1/sessions/{}", server.url(), desktop.id))
+        .bearer_auth(&ada_web.token)
+        .send()
+        .await
+        .unwrap();
+    assert!(revoked.status().is_success());
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Ok(DesktopEvent::SessionEnded) = events.recv().await {
+                return;
+            }
+        }
+    });
+    ended.await.expect("the UI is told the session ended");
+    eventually(10, "the session and cache are gone", || async {
+        client.me().await.unwrap().is_none() && client.cache().all_messages(chat_id).await.unwrap().is_empty()
+    })
+    .await;
+    assert_eq!(client.connection(), ConnectionState::Off);
+    client.shutdown().await;
+    let reopened = Client::open(&data_dir).await.unwrap();
+    assert!(reopened.me().await.unwrap().is_none(), "no session after a restart either");
+    reopened.shutdown().await;
+    let _ = std::fs::remove_dir_all(&data_dir);
 }
