@@ -27,6 +27,8 @@ pub enum Screen {
     },
     Login,
     Chats,
+    /// Profile, password and sessions.
+    Settings,
 }
 
 /// A message written here and not yet acknowledged.
@@ -103,6 +105,8 @@ pub enum Action {
     Instance(InstanceInfo),
     Show(Screen),
     LoggedIn(User),
+    /// Our own account changed (display name).
+    ProfileUpdated(User),
     LoggedOut {
         notice: Option<String>,
     },
@@ -172,6 +176,7 @@ impl State {
                 self.screen = Screen::Chats;
                 self.notice = None;
             }
+            Action::ProfileUpdated(user) => self.me = Some(user),
             Action::LoggedOut { notice } => {
                 let (server, instance) = (self.server.take(), self.instance.take());
                 *self = State { server, instance, screen: Screen::Login, notice, ..State::default() };

@@ -236,3 +236,73 @@ async fn the_seed_walkthrough_in_two_browsers() {
     ada.close().await;
     bo.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_rename_and_end_other_sessions() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Message};
+
+    let smtp = SmtpSink::start().await;
+    let ui_dir = harness::workspace_root().join("ui/dist").display().to_string();
+    let smtp_url = smtp.url();
+    let server = ServerProcess::start(&[("PARLEY_UI_DIR", &ui_dir), ("PARLEY_SMTP_URL", &smtp_url)]).await;
+    let driver = Driver::start().await;
+    // The account's first session is another device, live on a WebSocket.
+    let other_device = sign_up_by_api(&server, &smtp, "ada@example.org", "Ada").await;
+    let mut request = format!("ws://127.0.0.1:{}/api/v1/ws", server.port).into_client_request().unwrap();
+    request.headers_mut().insert("authorization", format!("Bearer {other_device}").parse().unwrap());
+    let (mut other_socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+
+    let mut ada = driver.browser("ada-settings").await;
+    ada.goto(&server.url()).await;
+    ada.fill("#login-email", "ada@example.org").await;
+    ada.fill("#login-password", PASSWORD).await;
+    ada.click("#login-submit").await;
+    ada.find("#no-chats").await;
+    ada.click("#open-settings").await;
+    ada.until("both sessions listed", || async { ada.count("#sessions .session").await == 2 }).await;
+    assert_eq!(ada.count(r#"#sessions .session[data-current="true"]"#).await, 1, "this browser is marked");
+    ada.shot("settings").await;
+
+    // A new display name shows at once and stays after a reload.
+    ada.fill("#settings-display-name", "Ada Lovelace").await;
+    ada.click("#settings-save-name").await;
+    ada.until_text("#profile-outcome", "Saved.").await;
+
+    // A wrong current password is refused with a clear message.
+    ada.fill("#settings-current-password", "not my password").await;
+    ada.fill("#settings-new-password", "a better password").await;
+    ada.click("#settings-change-password").await;
+    ada.until_text("#password-outcome", "The current password is not right.").await;
+
+    // Ending every other session closes the other device's socket, with the reason.
+    ada.click("#revoke-other-sessions").await;
+    ada.until_text("#sessions-outcome", "Every other session ended.").await;
+    ada.until("one session left", || async { ada.count("#sessions .session").await == 1 }).await;
+    ada.shot("other-sessions-ended").await;
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        while let Some(Ok(message)) = other_socket.next().await {
+            if let Message::Close(frame) = message {
+                return frame.map(|f| u16::from(f.code));
+            }
+        }
+        None
+    })
+    .await
+    .expect("the other device's socket closes within 5 s");
+    assert_eq!(closed, Some(parley_common::ws::close::SESSION_ENDED));
+    let me = reqwest::Client::new()
+        .get(format!("{}/api/v1/me", server.url()))
+        .bearer_auth(&other_device)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), reqwest::StatusCode::UNAUTHORIZED, "the other session is dead");
+
+    ada.click("#settings-back").await;
+    ada.until_text(".top-bar .me", "Ada Lovelace").await;
+    ada.client.refresh().await.unwrap();
+    ada.until_text(".top-bar .me", "Ada Lovelace").await;
+    ada.shot("renamed").await;
+    ada.close().await;
+}

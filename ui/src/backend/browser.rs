@@ -5,8 +5,8 @@ use std::{cell::RefCell, collections::BTreeMap, rc::Rc};
 
 use gloo_timers::callback::{Interval, Timeout};
 use parley_common::{
-    ws::close, AuthResponse, Chat, ChatList, ClientFrame, ErrorBody, InstanceInfo, MessagePage, ServerFrame,
-    SignupPending, User,
+    ws::close, AuthResponse, Chat, ChatList, ClientFrame, ErrorBody, InstanceInfo, MessagePage, PasswordChange,
+    ProfileUpdate, ServerFrame, SessionList, SignupPending, User,
 };
 use serde::{de::DeserializeOwned, Serialize};
 use wasm_bindgen::{closure::Closure, JsCast, JsValue};
@@ -372,6 +372,41 @@ impl Backend for BrowserBackend {
         self.disconnect();
         Box::pin(async {
             call::<serde_json::Value>("POST", "/api/v1/auth/logout", None::<&()>).await?;
+            Ok(())
+        })
+    }
+
+    fn update_profile(&self, display_name: String) -> LocalFuture<'_, UiResult<User>> {
+        Box::pin(async move {
+            call::<User>("PATCH", "/api/v1/me", Some(&ProfileUpdate { display_name }))
+                .await?
+                .1
+                .ok_or_else(|| UiError::network("empty answer"))
+        })
+    }
+
+    fn change_password(&self, current_password: String, new_password: String) -> LocalFuture<'_, UiResult<()>> {
+        Box::pin(async move {
+            let change = PasswordChange { current_password, new_password };
+            call::<serde_json::Value>("POST", "/api/v1/me/password", Some(&change)).await?;
+            Ok(())
+        })
+    }
+
+    fn sessions(&self) -> LocalFuture<'_, UiResult<SessionList>> {
+        Box::pin(get("/api/v1/sessions"))
+    }
+
+    fn revoke_session(&self, session_id: i64) -> LocalFuture<'_, UiResult<()>> {
+        Box::pin(async move {
+            call::<serde_json::Value>("DELETE", &format!("/api/v1/sessions/{session_id}"), None::<&()>).await?;
+            Ok(())
+        })
+    }
+
+    fn revoke_other_sessions(&self) -> LocalFuture<'_, UiResult<()>> {
+        Box::pin(async {
+            call::<serde_json::Value>("DELETE", "/api/v1/sessions/others", None::<&()>).await?;
             Ok(())
         })
     }

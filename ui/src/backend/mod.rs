@@ -5,7 +5,7 @@ use std::{future::Future, pin::Pin, rc::Rc};
 
 use parley_common::{
     desktop::{BridgeError, ConnectionState, DesktopEvent},
-    Chat, ChatList, Event, InstanceInfo, Message, MessagePage, SignupPending, User,
+    Chat, ChatList, Event, InstanceInfo, Message, MessagePage, SessionList, SignupPending, User,
 };
 use yew::Callback;
 
@@ -143,6 +143,14 @@ pub trait Backend {
     fn resend(&self, signup_id: String) -> LocalFuture<'_, UiResult<()>>;
     fn login(&self, email: String, password: String) -> LocalFuture<'_, UiResult<User>>;
     fn logout(&self) -> LocalFuture<'_, UiResult<()>>;
+
+    /// Changes the display name.
+    fn update_profile(&self, display_name: String) -> LocalFuture<'_, UiResult<User>>;
+    /// Changes the password; the server ends every other session of the account.
+    fn change_password(&self, current_password: String, new_password: String) -> LocalFuture<'_, UiResult<()>>;
+    fn sessions(&self) -> LocalFuture<'_, UiResult<SessionList>>;
+    fn revoke_session(&self, session_id: i64) -> LocalFuture<'_, UiResult<()>>;
+    fn revoke_other_sessions(&self) -> LocalFuture<'_, UiResult<()>>;
 
     fn chats(&self) -> LocalFuture<'_, UiResult<ChatList>>;
     fn start_chat(&self, email: String) -> LocalFuture<'_, UiResult<Chat>>;

@@ -7,9 +7,9 @@ use js_sys::{Function, Promise, Reflect, JSON};
 use parley_common::{
     desktop::{
         BridgeError, ChatArgs, DesktopEvent, HistoryArgs, LoginArgs, ReadArgs, ResendArgs, SendArgs, ServerArgs,
-        SignupArgs, SignupResult, StartChatArgs, VerifyArgs, ViewingArgs, EVENT_NAME,
+        SessionArgs, SignupArgs, SignupResult, StartChatArgs, VerifyArgs, ViewingArgs, EVENT_NAME,
     },
-    Chat, ChatList, InstanceInfo, MessagePage, SignupPending, User,
+    Chat, ChatList, InstanceInfo, MessagePage, PasswordChange, ProfileUpdate, SessionList, SignupPending, User,
 };
 use serde::{
     de::{DeserializeOwned, IgnoredAny},
@@ -196,6 +196,36 @@ impl Backend for TauriBackend {
         self.disconnect();
         Box::pin(async {
             self.bridge.call::<IgnoredAny>("logout", no_args()).await?;
+            Ok(())
+        })
+    }
+
+    fn update_profile(&self, display_name: String) -> LocalFuture<'_, UiResult<User>> {
+        Box::pin(self.bridge.call("update_profile", with_args(&ProfileUpdate { display_name })))
+    }
+
+    fn change_password(&self, current_password: String, new_password: String) -> LocalFuture<'_, UiResult<()>> {
+        Box::pin(async move {
+            let change = PasswordChange { current_password, new_password };
+            self.bridge.call::<IgnoredAny>("change_password", with_args(&change)).await?;
+            Ok(())
+        })
+    }
+
+    fn sessions(&self) -> LocalFuture<'_, UiResult<SessionList>> {
+        Box::pin(self.bridge.call("sessions", no_args()))
+    }
+
+    fn revoke_session(&self, session_id: i64) -> LocalFuture<'_, UiResult<()>> {
+        Box::pin(async move {
+            self.bridge.call::<IgnoredAny>("revoke_session", with_args(&SessionArgs { session_id })).await?;
+            Ok(())
+        })
+    }
+
+    fn revoke_other_sessions(&self) -> LocalFuture<'_, UiResult<()>> {
+        Box::pin(async {
+            self.bridge.call::<IgnoredAny>("revoke_other_sessions", no_args()).await?;
             Ok(())
         })
     }

@@ -4,8 +4,8 @@ use wasm_bindgen_futures::spawn_local;
 use yew::prelude::*;
 
 use super::{
-    chat_page::ChatPage, choose_server::ChooseServer, login::Login, signup::Signup, verify::Verify, AppContext,
-    BackendHandle,
+    chat_page::ChatPage, choose_server::ChooseServer, login::Login, settings::Settings, signup::Signup, verify::Verify,
+    AppContext, BackendHandle,
 };
 use crate::{
     backend::Incoming,
@@ -108,6 +108,7 @@ pub fn app(props: &AppProps) -> Html {
         Screen::Verify { signup_id, email } => html! { <Verify signup_id={signup_id.clone()} email={email.clone()} /> },
         Screen::Login => html! { <Login /> },
         Screen::Chats => html! { <ChatPage /> },
+        Screen::Settings => html! { <Settings /> },
     };
     html! {
         <ContextProvider<AppContext> {context}>

@@ -6,7 +6,7 @@ use yew::prelude::*;
 use super::{
     chat_list::ChatList, connection_banner::ConnectionBanner, conversation::Conversation, new_chat::NewChat, AppContext,
 };
-use crate::state::Action;
+use crate::state::{Action, Screen};
 
 #[function_component(ChatPage)]
 pub fn chat_page() -> Html {
@@ -37,6 +37,10 @@ pub fn chat_page() -> Html {
             });
         })
     };
+    let settings = {
+        let ctx = ctx.clone();
+        Callback::from(move |_| ctx.state.dispatch(Action::Show(Screen::Settings)))
+    };
     let me = state.me.clone();
     let title = state.instance.as_ref().map_or("Parley".to_string(), |i| i.name.clone());
     html! {
@@ -44,6 +48,7 @@ pub fn chat_page() -> Html {
             <header class="top-bar">
                 <span class="brand">{ title }</span>
                 <span class="me" title={me.as_ref().map(|u| u.email.clone())}>{ me.as_ref().map(|u| u.display_name.clone()).unwrap_or_default() }</span>
+                <button type="button" id="open-settings" class="logout" onclick={settings}>{ "Settings" }</button>
                 <button type="button" id="logout" class="logout" onclick={logout}>{ "Log out" }</button>
             </header>
             <ConnectionBanner />
