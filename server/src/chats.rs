@@ -27,14 +27,15 @@ pub fn message_view(m: &MessageRecord) -> Message {
     }
 }
 
-pub fn chat_view(state: &AppState, c: ChatSummary) -> Chat {
+/// A chat as the member sees it; `friend_online` from the relay (see [`chat_views`]).
+pub fn chat_view(c: ChatSummary, friend_online: bool) -> Chat {
     Chat {
         id: c.chat_id,
         friend: Friend {
             id: c.friend_id,
             email: c.friend_email,
             display_name: c.friend_display_name,
-            online: state.relay.is_online(c.friend_id),
+            online: friend_online,
             last_seen: c.friend_last_seen_at.map(rfc3339),
         },
         last_message: c.last_message.as_ref().map(message_view),
@@ -42,6 +43,23 @@ pub fn chat_view(state: &AppState, c: ChatSummary) -> Chat {
         read_up_to: c.read_up_to,
         friend_read_up_to: c.friend_read_up_to,
     }
+}
+
+/// Chats with their friends' presence, asked of the relay in one go.
+pub async fn chat_views(state: &AppState, chats: Vec<ChatSummary>) -> Vec<Chat> {
+    let friends: Vec<i64> = chats.iter().map(|c| c.friend_id).collect();
+    let online = state.relay.online(&friends).await;
+    chats
+        .into_iter()
+        .map(|c| {
+            let on = online.contains(&c.friend_id);
+            chat_view(c, on)
+        })
+        .collect()
+}
+
+async fn one_chat_view(state: &AppState, chat: ChatSummary) -> Chat {
+    chat_views(state, vec![chat]).await.pop().expect("one in, one out")
 }
 
 /// Cursors are positions in the user's event stream, written as decimal strings; clients treat
@@ -72,19 +90,23 @@ pub async fn start_chat(state: &AppState, user_id: i64, email: &str) -> ApiResul
     let created = state.store.create_chat(user_id, friend.id, now_millis()).await?;
     for EventPos { user_id: member, pos } in &created.events {
         if let Some(chat) = state.store.chat_for_user(created.chat_id, *member).await? {
-            let event = Event::ChatCreated { cursor: cursor_string(*pos), chat: chat_view(state, chat) };
+            let event = Event::ChatCreated { cursor: cursor_string(*pos), chat: one_chat_view(state, chat).await };
             state.relay.deliver(*member, Outbound::event(*pos, event, None), None);
         }
     }
+    if created.events.is_empty() {
+        // Asking again may follow a node that died after the commit, before telling the friend.
+        state.relay.catch_up(friend.id);
+    }
     let chat = state.store.chat_for_user(created.chat_id, user_id).await?.ok_or(ApiError::ChatNotFound)?;
-    Ok((chat_view(state, chat), !created.events.is_empty()))
+    Ok((one_chat_view(state, chat).await, !created.events.is_empty()))
 }
 
 pub async fn list_chats(state: &AppState, user_id: i64) -> ApiResult<ChatList> {
     // The cursor first: the list is at least as new as it, so going live from it leaves no gap.
     let cursor = state.store.cursor(user_id).await?;
     let chats = state.store.chats_for_user(user_id).await?;
-    Ok(ChatList { chats: chats.into_iter().map(|c| chat_view(state, c)).collect(), cursor: cursor_string(cursor) })
+    Ok(ChatList { chats: chat_views(state, chats).await, cursor: cursor_string(cursor) })
 }
 
 pub async fn history(
@@ -133,7 +155,7 @@ pub async fn render_event(state: &AppState, user_id: i64, record: EventRecord) -
         EventKind::Message(m) => Event::Message { cursor, message: message_view(&m) },
         EventKind::ChatCreated => {
             let chat = state.store.chat_for_user(record.chat_id, user_id).await?.ok_or(ApiError::ChatNotFound)?;
-            Event::ChatCreated { cursor, chat: chat_view(state, chat) }
+            Event::ChatCreated { cursor, chat: one_chat_view(state, chat).await }
         }
         EventKind::Read { reader_id, up_to } => {
             Event::Read { cursor, chat_id: record.chat_id, user_id: reader_id, up_to }
@@ -194,6 +216,13 @@ pub async fn send(
             // Only the sending connection hears of it again: an ack, nothing new for anyone else.
             let event = Event::Message { cursor: cursor_string(cursor), message: message_view(&message) };
             state.relay.deliver_to(user_id, origin, Outbound::event(cursor, event, Some(origin)));
+            // A resend usually means the first answer was lost, maybe with the node that committed
+            // it before it could tell anyone: the members' connections check the store. Those that
+            // had it learn nothing new; the protocol's "nobody else hears of it again" holds.
+            match state.store.member_ids(message.chat_id).await {
+                Ok(members) => members.into_iter().for_each(|member| state.relay.catch_up(member)),
+                Err(err) => tracing::warn!(error = %err, "members of a resent message"),
+            }
             Ok(())
         }
         SendOutcome::ClientIdReused => {

@@ -84,6 +84,79 @@ pub struct Config {
     pub rate_limits: RateLimits,
     /// `tracing` filter, e.g. `info,parley_server=debug` (`PARLEY_LOG`).
     pub log: String,
+    /// Redis shared by several nodes on one database: live delivery between them, presence and
+    /// rate limits (`PARLEY_REDIS_URL`, e.g. `redis://127.0.0.1:6379`). Without it the node is alone.
+    pub redis_url: Option<Secret>,
+    /// Prefix of every Redis key and channel (`PARLEY_REDIS_PREFIX`), so that several clusters can
+    /// share one Redis. Every node of a cluster must use the same.
+    pub redis_prefix: String,
+    /// With Redis: the longest a node that died without a word keeps its users shown online
+    /// (`PARLEY_PRESENCE_TTL_SECS`). Nodes renew their claims four times per period.
+    pub presence_ttl_secs: u64,
+    /// Peers whose `X-Forwarded-For` names the client (`PARLEY_TRUSTED_PROXIES`): addresses or
+    /// CIDR ranges, comma-separated, e.g. `127.0.0.1,10.0.0.0/8`. Anyone else's header is ignored.
+    pub trusted_proxies: TrustedProxies,
+}
+
+/// The reverse proxies whose word on the client's address is taken.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustedProxies(pub Vec<ipnet::IpNet>);
+
+impl TrustedProxies {
+    pub fn contains(&self, ip: &std::net::IpAddr) -> bool {
+        let ip = canonical_ip(*ip);
+        self.0.iter().any(|net| net.contains(&ip))
+    }
+
+    /// Parses `a, b/24, …`; a bare address is a range of one.
+    pub fn parse(list: &str) -> Result<Self, String> {
+        list.split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|part| !part.is_empty())
+            .map(|part| {
+                part.parse::<ipnet::IpNet>()
+                    .or_else(|_| part.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| format!("`{part}` is neither an IP address nor a CIDR range"))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(TrustedProxies)
+    }
+}
+
+/// IPv4 peers of a dual-stack socket arrive as `::ffff:a.b.c.d`; ranges are written in IPv4.
+pub fn canonical_ip(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip {
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+impl Serialize for TrustedProxies {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(ToString::to_string))
+    }
+}
+
+impl<'de> Deserialize<'de> for TrustedProxies {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = TrustedProxies;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a comma-separated string or a list of IP addresses and CIDR ranges")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                TrustedProxies::parse(v).map_err(E::custom)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut all = Vec::new();
+                while let Some(part) = seq.next_element::<String>()? {
+                    all.extend(TrustedProxies::parse(&part).map_err(serde::de::Error::custom)?.0);
+                }
+                Ok(TrustedProxies(all))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 /// Budgets as "requests per minute" with a burst of the same size. Zero turns a limit off.
@@ -150,6 +223,10 @@ impl Default for Config {
             metrics_token: None,
             rate_limits: RateLimits::default(),
             log: "info".into(),
+            redis_url: None,
+            redis_prefix: "parley:".into(),
+            presence_ttl_secs: 30,
+            trusted_proxies: TrustedProxies::default(),
         }
     }
 }
@@ -161,12 +238,39 @@ impl Config {
         if let Ok(path) = std::env::var("PARLEY_CONFIG") {
             figment = figment.merge(Toml::file_exact(path));
         }
+        Self::from_figment(
+            figment
+                .merge(Env::prefixed("PARLEY_").ignore(&["CONFIG"]).split("__"))
+                .merge(Env::raw().only(&["DATABASE_URL"])),
+        )
+    }
+
+    /// The configuration the layers describe.
+    pub fn from_figment(figment: Figment) -> Result<Self, Box<figment::Error>> {
         figment
-            .merge(Env::prefixed("PARLEY_").ignore(&["CONFIG"]).split("__"))
-            .merge(Env::raw().only(&["DATABASE_URL"]))
             .extract::<Config>()
             .map(Config::normalised)
-            .map_err(Box::new)
+            .map_err(Box::new)?
+            .validated()
+            .map_err(|message| Box::new(figment::Error::from(message)))
+    }
+
+    /// Settings that parse but cannot work.
+    fn validated(self) -> Result<Self, String> {
+        if let Some(url) = &self.public_url {
+            // The Origin check compares whole origins: a path or a missing scheme would refuse
+            // every browser write.
+            let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
+            if !rest.is_some_and(|host| !host.is_empty() && !host.contains('/')) {
+                return Err(format!(
+                    "PARLEY_PUBLIC_URL must be an origin such as https://chat.example.org (no path), not `{url}`"
+                ));
+            }
+        }
+        if self.presence_ttl_secs < 2 {
+            return Err("PARLEY_PRESENCE_TTL_SECS must be at least 2".into());
+        }
+        Ok(self)
     }
 
     /// Empty strings from the environment mean "not set".
@@ -185,6 +289,9 @@ impl Config {
         }
         if empty_secret(&self.smtp_url) {
             self.smtp_url = None;
+        }
+        if empty_secret(&self.redis_url) {
+            self.redis_url = None;
         }
         if self.public_url.as_deref().is_some_and(|u| u.trim().is_empty()) {
             self.public_url = None;
@@ -220,5 +327,56 @@ impl Config {
     /// Whether cookies must carry `Secure`: the public origin is https, or we serve HTTPS.
     pub fn secure_cookies(&self) -> bool {
         self.public_url.as_deref().is_some_and(|u| u.starts_with("https://")) || self.tls_files().is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(key: &str, value: &str) -> Result<Config, Box<figment::Error>> {
+        Config::from_figment(Figment::from(Serialized::defaults(Config::default())).merge((key, value)))
+    }
+
+    #[test]
+    fn trusted_proxies_take_addresses_and_ranges_of_both_families() {
+        let config = with("trusted_proxies", "127.0.0.1, 10.0.0.0/8 ::1,fd00::/8").unwrap();
+        let trusted = |ip: &str| config.trusted_proxies.contains(&ip.parse().unwrap());
+        assert!(trusted("127.0.0.1"));
+        assert!(!trusted("127.0.0.2"));
+        assert!(trusted("10.200.3.4"));
+        assert!(trusted("::1"));
+        assert!(trusted("fd12::7"));
+        assert!(trusted("::ffff:10.1.2.3"), "an IPv4 peer on a dual-stack socket");
+        assert!(!trusted("192.168.1.1"));
+        assert!(Config::default().trusted_proxies.0.is_empty(), "nobody is trusted by default");
+    }
+
+    #[test]
+    fn a_bad_trusted_proxy_is_a_configuration_error_that_names_it() {
+        let err = with("trusted_proxies", "10.0.0.0/8, proxy.local").unwrap_err();
+        assert!(err.to_string().contains("proxy.local"), "{err}");
+    }
+
+    #[test]
+    fn the_public_url_must_be_an_origin() {
+        assert_eq!(
+            with("public_url", "https://chat.example.org/").unwrap().public_url.as_deref(),
+            Some("https://chat.example.org")
+        );
+        assert!(with("public_url", "http://127.0.0.1:8080").is_ok());
+        for bad in ["chat.example.org", "https://chat.example.org/parley", "ftp://x"] {
+            let err = with("public_url", bad).unwrap_err();
+            assert!(err.to_string().contains("PARLEY_PUBLIC_URL"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn an_empty_redis_url_means_none() {
+        assert!(with("redis_url", " ").unwrap().redis_url.is_none());
+        assert_eq!(
+            with("redis_url", "redis://127.0.0.1:6379").unwrap().redis_url.map(|s| s.0).as_deref(),
+            Some("redis://127.0.0.1:6379")
+        );
     }
 }

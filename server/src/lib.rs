@@ -10,6 +10,7 @@ pub mod accounts;
 pub mod admin;
 pub mod chats;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod crypto;
 pub mod domain;
@@ -35,6 +36,8 @@ pub enum StartError {
     Mail(#[from] mail::MailError),
     #[error("server secret: {0}")]
     Secret(std::io::Error),
+    #[error("Redis (PARLEY_REDIS_URL): {0}")]
+    Redis(#[from] redis::RedisError),
     #[error("TLS certificate or key: {0}")]
     Tls(String),
     #[error("serving: {0}")]
@@ -54,10 +57,21 @@ impl Server {
             .map_err(StartError::Secret)?;
         let mailer = mail::Mailer::from_config(&config)?;
         tracing::info!(database = store.backend(), mail = %mailer.describe(), signup = ?config.signup, "server ready");
-        let limiter = ratelimit::LocalRateLimiter::new(&config.rate_limits);
-        let relay = relay::LocalRelay::new();
         let writer = writer::GroupCommit::start(store.clone(), config.max_commit_batch);
+        let (limiter, relay, notices): (Arc<dyn ratelimit::RateLimiter>, Arc<dyn relay::Relay>, _) =
+            match &config.redis_url {
+                None => (ratelimit::LocalRateLimiter::new(&config.rate_limits), relay::LocalRelay::new(), None),
+                Some(url) => {
+                    let redis = cluster::Redis::open(&url.0, &config.redis_prefix)?;
+                    let ttl = Duration::from_secs(config.presence_ttl_secs);
+                    let (relay, notices) = cluster::RedisRelay::start(redis.clone(), ttl);
+                    (cluster::RedisRateLimiter::new(redis, &config.rate_limits), relay, Some(notices))
+                }
+            };
         let state = AppState { config: Arc::new(config), store, mailer: Arc::new(mailer), key, limiter, relay, writer };
+        if let Some(notices) = notices {
+            tokio::spawn(cluster_notices(state.clone(), notices));
+        }
         Ok(Self { state })
     }
 
@@ -97,6 +111,40 @@ impl Server {
         housekeeping.abort();
         Ok(result?)
     }
+}
+
+/// Acts on what the cluster relay reports: presence changes it found (a dead node's users, claims
+/// renewed after Redis lost them) and sessions to check after the subscription was down.
+async fn cluster_notices(state: AppState, mut notices: tokio::sync::mpsc::UnboundedReceiver<cluster::Notice>) {
+    while let Some(notice) = notices.recv().await {
+        let outcome = match notice {
+            cluster::Notice::CameOnline(user_id) => chats::announce_presence(&state, user_id, true, None).await,
+            cluster::Notice::WentOffline(user_id) => {
+                let now = clock::now_millis();
+                match state.store.set_last_seen(user_id, now).await {
+                    Ok(()) => chats::announce_presence(&state, user_id, false, Some(now)).await,
+                    Err(err) => Err(err.into()),
+                }
+            }
+            cluster::Notice::RecheckSessions(ids) => recheck_sessions(&state, &ids).await,
+        };
+        if let Err(err) = outcome {
+            tracing::warn!(error = %err, "acting on a cluster notice");
+        }
+    }
+}
+
+/// Closes the sockets of sessions that ended while this node could not hear about it.
+async fn recheck_sessions(state: &AppState, ids: &[i64]) -> error::ApiResult<()> {
+    for chunk in ids.chunks(500) {
+        let live: std::collections::HashSet<i64> =
+            state.store.live_session_ids(chunk, clock::now_millis()).await?.into_iter().collect();
+        for ended in chunk.iter().filter(|id| !live.contains(id)) {
+            tracing::info!(session = ended, "closing the sockets of a session that ended elsewhere");
+            state.relay.end_session(*ended);
+        }
+    }
+    Ok(())
 }
 
 /// Periodic clean-up: expired sessions and stale signups out of the database, idle keys out of

@@ -1,10 +1,10 @@
 //! Prometheus metrics at `GET /metrics`: connections, messages, acks, sync batches, connections
 //! cut off, and store latency. Readable from loopback, or with `PARLEY_METRICS_TOKEN`.
-use std::{net::SocketAddr, sync::OnceLock, time::Instant};
+use std::{sync::OnceLock, time::Instant};
 
 use axum::{
-    extract::{ConnectInfo, State},
-    http::{header, HeaderMap, StatusCode},
+    extract::{Request, State},
+    http::{header, StatusCode},
     response::{IntoResponse, Response},
 };
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -20,6 +20,12 @@ pub const SYNC_BATCHES: &str = "parley_sync_batches_total";
 pub const CUT_OFF: &str = "parley_ws_cut_off_total";
 pub const STORE_SECONDS: &str = "parley_store_seconds";
 pub const BATCH_SIZE: &str = "parley_commit_batch_messages";
+/// Events a connection was sent from the store because live delivery had lost them.
+pub const CAUGHT_UP: &str = "parley_events_caught_up_total";
+/// Cluster: whether this node's Redis subscription is live (1) or not (0).
+pub const REDIS_UP: &str = "parley_redis_subscribed";
+/// Cluster: Redis operations that failed (timeouts, no connection), by what they were for.
+pub const REDIS_ERRORS: &str = "parley_redis_errors_total";
 
 /// The process-wide recorder (metrics are global; several servers in one test process share it).
 pub fn handle() -> &'static PrometheusHandle {
@@ -62,18 +68,17 @@ impl Drop for StoreTimer {
     }
 }
 
-pub async fn serve(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Response {
+pub async fn serve(State(state): State<AppState>, request: Request) -> Response {
+    let (parts, _) = request.into_parts();
+    let headers = &parts.headers;
     let allowed = match &state.config.metrics_token {
         Some(token) => headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .is_some_and(|given| bool::from(given.as_bytes().ct_eq(token.0.as_bytes()))),
-        None => peer.ip().is_loopback(),
+        // The client's address, not the peer's: behind a proxy on this host every peer is loopback.
+        None => crate::state::client_ip(&parts, &state.config.trusted_proxies).is_some_and(|ip| ip.is_loopback()),
     };
     if !allowed {
         return crate::error::ApiError::NotFound.into_response();

@@ -1,5 +1,6 @@
 //! Request budgets for the routes people could abuse (guessing codes, probing emails, spraying
-//! passwords). Behind a trait so that several nodes can share budgets through Redis later.
+//! passwords). Behind a trait: one process keeps its budgets here; several nodes share theirs
+//! through Redis (`cluster::RedisRateLimiter`).
 use std::{collections::HashMap, num::NonZeroU32, sync::Arc};
 
 use async_trait::async_trait;
@@ -33,6 +34,24 @@ pub trait RateLimiter: Send + Sync + 'static {
     fn forget_idle(&self) {}
 }
 
+impl RateLimits {
+    /// Each bucket's budget per minute (0: not limited).
+    pub fn per_minute(&self) -> [(Bucket, u32); 10] {
+        [
+            (Bucket::SignupPerIp, self.signup_per_ip),
+            (Bucket::SignupPerEmail, self.signup_per_email),
+            (Bucket::VerifyPerIp, self.verify_per_ip),
+            (Bucket::VerifyPerSignup, self.verify_per_signup),
+            (Bucket::ResendPerIp, self.resend_per_ip),
+            (Bucket::ResendPerEmail, self.resend_per_email),
+            (Bucket::LoginPerIp, self.login_per_ip),
+            (Bucket::LoginPerEmail, self.login_per_email),
+            (Bucket::NewChatPerUser, self.new_chat_per_user),
+            (Bucket::MessagesPerUser, self.messages_per_user),
+        ]
+    }
+}
+
 /// Checks every `(bucket, key)` pair, in order, and fails on the first empty budget.
 pub async fn take_all(limiter: &dyn RateLimiter, checks: &[(Bucket, &str)]) -> Result<(), ApiError> {
     for (bucket, key) in checks {
@@ -52,19 +71,8 @@ pub struct LocalRateLimiter {
 
 impl LocalRateLimiter {
     pub fn new(limits: &RateLimits) -> Arc<Self> {
-        let per_minute = [
-            (Bucket::SignupPerIp, limits.signup_per_ip),
-            (Bucket::SignupPerEmail, limits.signup_per_email),
-            (Bucket::VerifyPerIp, limits.verify_per_ip),
-            (Bucket::VerifyPerSignup, limits.verify_per_signup),
-            (Bucket::ResendPerIp, limits.resend_per_ip),
-            (Bucket::ResendPerEmail, limits.resend_per_email),
-            (Bucket::LoginPerIp, limits.login_per_ip),
-            (Bucket::LoginPerEmail, limits.login_per_email),
-            (Bucket::NewChatPerUser, limits.new_chat_per_user),
-            (Bucket::MessagesPerUser, limits.messages_per_user),
-        ];
-        let buckets = per_minute
+        let buckets = limits
+            .per_minute()
             .into_iter()
             .filter_map(|(bucket, n)| {
                 let n = NonZeroU32::new(n)?;

@@ -1,14 +1,16 @@
 //! The relay: who is connected, and delivery of live frames to their connections. The database
 //! stays the truth; the relay is only the fast path, so a frame it cannot deliver is recovered
-//! through `sync`. Behind a trait so a relay across several nodes can replace the in-process one.
+//! through `sync` (or a [`Outbound::CatchUp`]). Two implementations: [`LocalRelay`] for one
+//! process, and `cluster::RedisRelay` for several nodes sharing a Redis.
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{
-        atomic::{AtomicU16, AtomicU64, Ordering},
-        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering},
+        Arc, Mutex, MutexGuard,
     },
 };
 
+use async_trait::async_trait;
 use parley_common::{Event, ServerFrame};
 use tokio::sync::{mpsc, Notify};
 
@@ -24,8 +26,10 @@ pub enum Outbound {
     Event { pos: i64, event: Arc<Event>, origin: Option<ConnId> },
     /// A frame outside the stream (presence, typing, errors, pongs, sync batches).
     Frame(Arc<ServerFrame>),
+    /// Events of the user's stream may have been committed without reaching this connection (a
+    /// relay that lost them): send whatever the store has beyond what was sent.
+    CatchUp,
 }
-
 impl Outbound {
     pub fn event(pos: i64, event: Event, origin: Option<ConnId>) -> Self {
         Outbound::Event { pos, event: Arc::new(event), origin }
@@ -73,6 +77,8 @@ pub struct ConnHandle {
     pub session_id: i64,
     pub queue: mpsc::Sender<Outbound>,
     pub kick: Arc<Kick>,
+    /// A `CatchUp` is queued and not yet begun: one is enough, however many are asked for.
+    pub catch_up_queued: Arc<AtomicBool>,
 }
 
 pub fn next_conn_id() -> ConnId {
@@ -80,24 +86,31 @@ pub fn next_conn_id() -> ConnId {
     NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
+#[async_trait]
 pub trait Relay: Send + Sync + 'static {
-    /// Adds a connection; `true` if it is the user's first (the user came online).
-    fn register(&self, user_id: i64, conn: ConnHandle) -> bool;
-    /// Removes a connection; `true` if it was the user's last (the user went offline).
-    fn unregister(&self, user_id: i64, conn: ConnId) -> bool;
+    /// Adds a connection; `true` if the user came online (no connection of theirs anywhere).
+    async fn register(&self, user_id: i64, conn: ConnHandle) -> bool;
+    /// Removes a connection; `true` if it was the user's last anywhere (the user went offline).
+    async fn unregister(&self, user_id: i64, conn: ConnId) -> bool;
     /// Queues `item` on every connection of the user but `except`. A connection whose queue is
     /// full is kicked: it must reconnect and catch up through `sync`.
     fn deliver(&self, user_id: i64, item: Outbound, except: Option<ConnId>);
     /// Queues `item` on one connection of the user, if it is still there.
     fn deliver_to(&self, user_id: i64, conn: ConnId, item: Outbound);
-    fn is_online(&self, user_id: i64) -> bool;
+    /// Which of `user_ids` have a live connection.
+    async fn online(&self, user_ids: &[i64]) -> HashSet<i64>;
     /// Closes every connection opened with the session.
     fn end_session(&self, session_id: i64);
-    /// Live connections, for metrics and tests.
+    /// Has every connection of the user check the store for events it was not sent: for writes
+    /// whose live delivery may have been lost (a node that died between commit and publish).
+    fn catch_up(&self, user_id: i64) {
+        self.deliver(user_id, Outbound::CatchUp, None);
+    }
+    /// Live connections on this node, for metrics and tests.
     fn connection_count(&self) -> usize;
 }
 
-/// The relay of a single server process.
+/// The connections of one process; also the local half of the cluster relay.
 #[derive(Default)]
 pub struct LocalRelay {
     conns: Mutex<HashMap<i64, Vec<ConnHandle>>>,
@@ -107,20 +120,26 @@ impl LocalRelay {
     pub fn new() -> Arc<Self> {
         Arc::new(Self::default())
     }
-}
 
-impl Relay for LocalRelay {
-    fn register(&self, user_id: i64, conn: ConnHandle) -> bool {
-        let mut conns = self.conns.lock().expect("relay lock");
-        let list = conns.entry(user_id).or_default();
-        list.push(conn);
-        list.len() == 1
+    fn lock(&self) -> MutexGuard<'_, HashMap<i64, Vec<ConnHandle>>> {
+        self.conns.lock().expect("relay lock")
     }
 
-    fn unregister(&self, user_id: i64, conn: ConnId) -> bool {
-        let mut conns = self.conns.lock().expect("relay lock");
+    /// Adds the connection and runs `then(first)` under the same lock, `first` saying whether the
+    /// user had no other connection here: what `then` records is ordered like the changes.
+    pub fn add<R>(&self, user_id: i64, conn: ConnHandle, then: impl FnOnce(bool) -> R) -> R {
+        let mut conns = self.lock();
+        let list = conns.entry(user_id).or_default();
+        list.push(conn);
+        then(list.len() == 1)
+    }
+
+    /// Removes the connection and runs `then(last)` under the same lock, `last` saying whether it
+    /// was the user's last one here.
+    pub fn remove<R>(&self, user_id: i64, conn: ConnId, then: impl FnOnce(bool) -> R) -> R {
+        let mut conns = self.lock();
         let Some(list) = conns.get_mut(&user_id) else {
-            return false;
+            return then(false);
         };
         let before = list.len();
         list.retain(|c| c.id != conn);
@@ -128,7 +147,44 @@ impl Relay for LocalRelay {
         if list.is_empty() {
             conns.remove(&user_id);
         }
-        removed && !conns.contains_key(&user_id)
+        then(removed && !conns.contains_key(&user_id))
+    }
+
+    /// Runs `f` on the users connected here, under the lock.
+    pub fn with_users<R>(&self, f: impl FnOnce(&mut dyn Iterator<Item = i64>) -> R) -> R {
+        let conns = self.lock();
+        f(&mut conns.keys().copied())
+    }
+
+    /// The sessions of the connections here, each once.
+    pub fn session_ids(&self) -> Vec<i64> {
+        let mut ids: Vec<i64> = self.lock().values().flatten().map(|c| c.session_id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    pub fn has_user(&self, user_id: i64) -> bool {
+        self.lock().contains_key(&user_id)
+    }
+
+    /// Queues `item` on every connection here, of every user.
+    pub fn deliver_all(&self, item: Outbound) {
+        let users: Vec<i64> = self.lock().keys().copied().collect();
+        for user_id in users {
+            self.deliver(user_id, item.clone(), None);
+        }
+    }
+}
+
+#[async_trait]
+impl Relay for LocalRelay {
+    async fn register(&self, user_id: i64, conn: ConnHandle) -> bool {
+        self.add(user_id, conn, |first| first)
+    }
+
+    async fn unregister(&self, user_id: i64, conn: ConnId) -> bool {
+        self.remove(user_id, conn, |last| last)
     }
 
     fn deliver(&self, user_id: i64, item: Outbound, except: Option<ConnId>) {
@@ -139,19 +195,20 @@ impl Relay for LocalRelay {
         self.deliver_where(user_id, item, |c| c.id == conn);
     }
 
-    fn is_online(&self, user_id: i64) -> bool {
-        self.conns.lock().expect("relay lock").contains_key(&user_id)
+    async fn online(&self, user_ids: &[i64]) -> HashSet<i64> {
+        let conns = self.lock();
+        user_ids.iter().copied().filter(|id| conns.contains_key(id)).collect()
     }
 
     fn end_session(&self, session_id: i64) {
-        let conns = self.conns.lock().expect("relay lock");
+        let conns = self.lock();
         for conn in conns.values().flatten().filter(|c| c.session_id == session_id) {
             conn.kick.kick(parley_common::ws::close::SESSION_ENDED);
         }
     }
 
     fn connection_count(&self) -> usize {
-        self.conns.lock().expect("relay lock").values().map(Vec::len).sum()
+        self.lock().values().map(Vec::len).sum()
     }
 }
 
@@ -159,13 +216,17 @@ impl LocalRelay {
     fn deliver_where(&self, user_id: i64, item: Outbound, wanted: impl Fn(&ConnHandle) -> bool) {
         // Queue outside the lock: try_send never blocks, but kicking wakes other tasks.
         let targets: Vec<ConnHandle> = {
-            let conns = self.conns.lock().expect("relay lock");
+            let conns = self.lock();
             match conns.get(&user_id) {
                 Some(list) => list.iter().filter(|c| wanted(c)).cloned().collect(),
                 None => return,
             }
         };
+        let catch_up = matches!(item, Outbound::CatchUp);
         for conn in targets {
+            if catch_up && conn.catch_up_queued.swap(true, Ordering::SeqCst) {
+                continue;
+            }
             match conn.queue.try_send(item.clone()) {
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(_)) => {
@@ -185,7 +246,7 @@ mod tests {
 
     fn conn(id: ConnId, capacity: usize) -> (ConnHandle, mpsc::Receiver<Outbound>) {
         let (queue, rx) = mpsc::channel(capacity);
-        (ConnHandle { id, session_id: 1, queue, kick: Arc::default() }, rx)
+        (ConnHandle { id, session_id: 1, queue, kick: Arc::default(), catch_up_queued: Arc::default() }, rx)
     }
 
     #[tokio::test]
@@ -193,14 +254,14 @@ mod tests {
         let relay = LocalRelay::new();
         let (a, _ra) = conn(1, 4);
         let (b, _rb) = conn(2, 4);
-        assert!(relay.register(7, a));
-        assert!(!relay.register(7, b));
-        assert!(relay.is_online(7));
-        assert!(!relay.unregister(7, 1));
-        assert!(relay.is_online(7));
-        assert!(relay.unregister(7, 2));
-        assert!(!relay.is_online(7));
-        assert!(!relay.unregister(7, 2), "a second unregister changes nothing");
+        assert!(relay.register(7, a).await);
+        assert!(!relay.register(7, b).await);
+        assert_eq!(relay.online(&[7, 8]).await, HashSet::from([7]));
+        assert!(!relay.unregister(7, 1).await);
+        assert_eq!(relay.online(&[7]).await, HashSet::from([7]));
+        assert!(relay.unregister(7, 2).await);
+        assert!(relay.online(&[7]).await.is_empty());
+        assert!(!relay.unregister(7, 2).await, "a second unregister changes nothing");
     }
 
     #[tokio::test]
@@ -209,13 +270,29 @@ mod tests {
         let (a, mut ra) = conn(1, 1);
         let (b, mut rb) = conn(2, 1);
         let kick_b = b.kick.clone();
-        relay.register(7, a);
-        relay.register(7, b);
+        relay.register(7, a).await;
+        relay.register(7, b).await;
         relay.deliver(7, Outbound::frame(ServerFrame::Pong), Some(1));
         assert!(ra.try_recv().is_err());
         assert!(matches!(rb.try_recv(), Ok(Outbound::Frame(f)) if *f == ServerFrame::Pong));
         relay.deliver(7, Outbound::frame(ServerFrame::Pong), None);
         relay.deliver(7, Outbound::frame(ServerFrame::Pong), None);
         assert_eq!(kick_b.kicked().await, parley_common::ws::close::TOO_SLOW);
+    }
+
+    #[tokio::test]
+    async fn catch_up_requests_coalesce_until_the_connection_begins_one() {
+        let relay = LocalRelay::new();
+        let (a, mut ra) = conn(1, 8);
+        let flag = a.catch_up_queued.clone();
+        relay.register(7, a).await;
+        for _ in 0..5 {
+            relay.catch_up(7);
+        }
+        assert!(matches!(ra.try_recv(), Ok(Outbound::CatchUp)));
+        assert!(ra.try_recv().is_err(), "one queued catch-up stands for all five");
+        flag.store(false, Ordering::SeqCst);
+        relay.catch_up(7);
+        assert!(matches!(ra.try_recv(), Ok(Outbound::CatchUp)), "a new one once the first began");
     }
 }

@@ -1,5 +1,8 @@
 //! What every handler can reach, and the authenticated caller extracted from a request.
-use std::{net::SocketAddr, sync::Arc};
+use std::{
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+};
 
 use axum::{
     extract::{ConnectInfo, FromRequestParts},
@@ -8,7 +11,7 @@ use axum::{
 
 use crate::{
     accounts::{self, Caller},
-    config::Config,
+    config::{canonical_ip, Config, TrustedProxies},
     crypto::ServerKey,
     error::ApiError,
     mail::Mailer,
@@ -96,18 +99,46 @@ pub fn origin_allowed(headers: &HeaderMap, config: &Config) -> bool {
     origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://")) == Some(host)
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for Caller {
+impl FromRequestParts<AppState> for Caller {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let ip = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip().to_string())
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let ip = client_ip(parts, &state.config.trusted_proxies)
+            .map(|ip| ip.to_string())
             .unwrap_or_else(|| "unknown".into());
         let user_agent = parts.headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_string);
         Ok(Caller { ip, user_agent })
     }
+}
+
+/// The client's address: the TCP peer, unless the peer is a trusted proxy, in which case
+/// `X-Forwarded-For` is read from the right (the entries proxies appended) past every trusted hop.
+/// Entries left of the first untrusted one could have been written by the client itself.
+pub fn client_ip(parts: &Parts, trusted: &TrustedProxies) -> Option<IpAddr> {
+    let ConnectInfo(peer) = parts.extensions.get::<ConnectInfo<SocketAddr>>()?;
+    Some(forwarded_client(canonical_ip(peer.ip()), &parts.headers, trusted))
+}
+
+fn forwarded_client(peer: IpAddr, headers: &HeaderMap, trusted: &TrustedProxies) -> IpAddr {
+    let hops: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        if !trusted.contains(&client) {
+            break;
+        }
+        // A hop we cannot read ends the chain at the last proxy we trust.
+        let Some(ip) = hop.parse::<IpAddr>().ok().or_else(|| hop.parse::<SocketAddr>().ok().map(|a| a.ip())) else {
+            break;
+        };
+        client = canonical_ip(ip);
+    }
+    client
 }
 
 /// `Set-Cookie` value that gives the browser its session (HttpOnly: scripts never see it).
@@ -120,4 +151,40 @@ pub fn session_cookie_header(config: &Config, token: &str) -> String {
 pub fn clear_session_cookie_header(config: &Config) -> String {
     let secure = if config.secure_cookies() { "; Secure" } else { "" };
     format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{secure}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(peer: &str, xff: &[&str], trusted: &str) -> String {
+        let mut headers = HeaderMap::new();
+        for value in xff {
+            headers.append("x-forwarded-for", value.parse().unwrap());
+        }
+        let trusted = TrustedProxies::parse(trusted).unwrap();
+        forwarded_client(peer.parse().unwrap(), &headers, &trusted).to_string()
+    }
+
+    #[test]
+    fn the_header_counts_only_from_a_trusted_peer() {
+        assert_eq!(client("203.0.113.9", &["198.51.100.1"], "10.0.0.0/8"), "203.0.113.9");
+        assert_eq!(client("10.0.0.2", &["198.51.100.1"], "10.0.0.0/8"), "198.51.100.1");
+        assert_eq!(client("10.0.0.2", &[], "10.0.0.0/8"), "10.0.0.2", "no header: the proxy itself");
+        assert_eq!(client("10.0.0.2", &["198.51.100.1"], ""), "10.0.0.2", "nobody trusted by default");
+    }
+
+    #[test]
+    fn a_forged_leftmost_entry_is_ignored() {
+        // The client sent `X-Forwarded-For: 1.2.3.4`; the proxy appended the address it saw.
+        assert_eq!(client("127.0.0.1", &["1.2.3.4, 198.51.100.7"], "127.0.0.1"), "198.51.100.7");
+        assert_eq!(client("127.0.0.1", &["1.2.3.4", "198.51.100.7"], "127.0.0.1"), "198.51.100.7");
+    }
+
+    #[test]
+    fn chains_of_trusted_proxies_are_walked_and_junk_stops_the_walk() {
+        assert_eq!(client("127.0.0.1", &["198.51.100.7, 10.1.1.1"], "127.0.0.1, 10.0.0.0/8"), "198.51.100.7");
+        assert_eq!(client("127.0.0.1", &["198.51.100.7, not-an-ip"], "127.0.0.1"), "127.0.0.1");
+        assert_eq!(client("::ffff:127.0.0.1", &["[2001:db8::1]:4711"], "127.0.0.1"), "2001:db8::1");
+    }
 }

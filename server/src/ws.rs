@@ -5,7 +5,7 @@ use std::{
     collections::HashMap,
     num::NonZeroU32,
     sync::{
-        atomic::{AtomicI64, Ordering},
+        atomic::{AtomicBool, AtomicI64, Ordering},
         Arc,
     },
     time::{Duration, Instant},
@@ -77,12 +77,22 @@ async fn run(state: AppState, session: Session, user: UserRecord, socket: WebSoc
     let (mut sink, stream) = socket.split();
     let (queue, queue_rx) = mpsc::channel(state.config.ws_queue_len.max(1));
     let kick = Arc::new(Kick::default());
+    let catch_up_queued = Arc::new(AtomicBool::new(false));
     let conn_id = next_conn_id();
     let user_id = user.id;
-    let came_online = state.relay.register(
-        user_id,
-        ConnHandle { id: conn_id, session_id: session.id, queue: queue.clone(), kick: kick.clone() },
-    );
+    let came_online = state
+        .relay
+        .register(
+            user_id,
+            ConnHandle {
+                id: conn_id,
+                session_id: session.id,
+                queue: queue.clone(),
+                kick: kick.clone(),
+                catch_up_queued: catch_up_queued.clone(),
+            },
+        )
+        .await;
 
     tracing::debug!(user_id, conn = conn_id, came_online, "connection opened");
     ::metrics::gauge!(crate::metrics::CONNECTIONS).increment(1.0);
@@ -102,7 +112,7 @@ async fn run(state: AppState, session: Session, user: UserRecord, socket: WebSoc
                 }
             }
             let last_heard = Arc::new(AtomicI64::new(now_millis()));
-            let sender = Sender { state: state.clone(), conn_id, user_id, delivered: cursor, sink };
+            let sender = Sender { state: state.clone(), conn_id, user_id, delivered: cursor, sink, catch_up_queued };
             let receiver = Receiver {
                 state: state.clone(),
                 conn_id,
@@ -136,7 +146,7 @@ async fn run(state: AppState, session: Session, user: UserRecord, socket: WebSoc
 
     tracing::debug!(user_id, conn = conn_id, "connection closed");
     ::metrics::gauge!(crate::metrics::CONNECTIONS).decrement(1.0);
-    if state.relay.unregister(user_id, conn_id) {
+    if state.relay.unregister(user_id, conn_id).await {
         let now = now_millis();
         if let Err(err) = state.store.set_last_seen(user_id, now).await {
             tracing::warn!(error = %err, "recording last seen");
@@ -177,6 +187,7 @@ struct Sender {
     /// The newest position of the user's stream this connection has been sent.
     delivered: i64,
     sink: Sink,
+    catch_up_queued: Arc<AtomicBool>,
 }
 
 impl Sender {
@@ -241,6 +252,7 @@ impl Sender {
     async fn forward(&mut self, item: Outbound) -> Result<(), SendFailure> {
         let (pos, event, origin) = match item {
             Outbound::Frame(frame) => return self.send(&frame).await,
+            Outbound::CatchUp => return self.catch_up().await,
             Outbound::Event { pos, event, origin } => (pos, event, origin),
         };
         let ack = match (&*event, origin) {
@@ -292,6 +304,33 @@ impl Sender {
             }
         }
         Ok(())
+    }
+
+    /// Sends every stored event after the last one sent.
+    async fn catch_up(&mut self) -> Result<(), SendFailure> {
+        // Cleared before reading the store: a request that comes in meanwhile queues another.
+        self.catch_up_queued.store(false, Ordering::SeqCst);
+        loop {
+            let records = self
+                .state
+                .store
+                .events_since(self.user_id, self.delivered, chats::MAX_PAGE)
+                .await
+                .map_err(ApiError::from)?;
+            let full_page = records.len() as i64 == chats::MAX_PAGE;
+            if !records.is_empty() {
+                ::metrics::counter!(crate::metrics::CAUGHT_UP).increment(records.len() as u64);
+            }
+            for record in records {
+                let pos = record.pos;
+                let event = chats::render_event(&self.state, self.user_id, record).await?;
+                self.send(&ServerFrame::Event(event)).await?;
+                self.delivered = pos;
+            }
+            if !full_page {
+                return Ok(());
+            }
+        }
     }
 
     async fn send(&mut self, frame: &impl serde::Serialize) -> Result<(), SendFailure> {

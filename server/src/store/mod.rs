@@ -283,6 +283,8 @@ pub trait Store: Send + Sync + 'static {
     async fn set_password_hash(&self, user_id: i64, password_hash: &str) -> StoreResult<()>;
     /// The user's live sessions (not revoked, not expired at `now`), most recently used first.
     async fn live_sessions(&self, user_id: i64, now: Millis) -> StoreResult<Vec<SessionRow>>;
+    /// Which of the sessions are live (neither revoked nor expired at `now`).
+    async fn live_session_ids(&self, ids: &[i64], now: Millis) -> StoreResult<Vec<i64>>;
     /// Revokes one of the user's sessions; `false` if the user has no such live session.
     async fn revoke_session_of(&self, user_id: i64, session_id: i64, now: Millis) -> StoreResult<bool>;
     /// Revokes every live session of the user but `keep`; returns the revoked sessions' ids.

@@ -651,6 +651,23 @@ macro_rules! impl_store {
             }
 
             #[tracing::instrument(skip_all)]
+            async fn live_session_ids(&self, ids: &[i64], now: Millis) -> StoreResult<Vec<i64>> {
+                if ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut query = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT id FROM sessions WHERE revoked_at IS NULL AND expires_at > ",
+                );
+                query.push_bind(now).push(" AND id IN (");
+                let mut list = query.separated(", ");
+                for id in ids {
+                    list.push_bind(*id);
+                }
+                list.push_unseparated(")");
+                Ok(query.build_query_as::<(i64,)>().fetch_all(self.reader()).await?.into_iter().map(|(id,)| id).collect())
+            }
+
+            #[tracing::instrument(skip_all)]
             async fn revoke_session_of(&self, user_id: i64, session_id: i64, now: Millis) -> StoreResult<bool> {
                 let done = sqlx::query(
                     "UPDATE sessions SET revoked_at = $3 WHERE id = $2 AND user_id = $1 AND revoked_at IS NULL",
