@@ -41,7 +41,9 @@ pub struct User {
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct SignupRequest {
     pub email: String,
+    #[cfg_attr(feature = "openapi", schema(min_length = 8))]
     pub password: String,
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64))]
     pub display_name: String,
 }
 
@@ -94,6 +96,7 @@ pub struct Health {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct ProfileUpdate {
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64))]
     pub display_name: String,
 }
 
@@ -102,6 +105,7 @@ pub struct ProfileUpdate {
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct PasswordChange {
     pub current_password: String,
+    #[cfg_attr(feature = "openapi", schema(min_length = 8))]
     pub new_password: String,
 }
 

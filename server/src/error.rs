@@ -1,7 +1,7 @@
 //! The server's one error type, and the one place it becomes an HTTP response:
 //! `{"error": {"code", "message"}}` with the right status.
 use axum::{
-    extract::rejection::JsonRejection,
+    extract::rejection::{JsonRejection, PathRejection, QueryRejection},
     http::{header, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
     Json,
@@ -151,6 +151,28 @@ impl From<JsonRejection> for ApiError {
         }
     }
 }
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        ApiError::invalid("invalid_query", rejection.body_text())
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        ApiError::invalid("invalid_path", rejection.body_text())
+    }
+}
+
+/// `axum::extract::Query` whose rejections use our error body.
+#[derive(Debug, Clone, Copy, Default, axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct ApiQuery<T>(pub T);
+
+/// `axum::extract::Path` whose rejections use our error body.
+#[derive(Debug, Clone, Copy, Default, axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct ApiPath<T>(pub T);
 
 /// `axum::Json` whose rejections use our error body.
 #[derive(Debug, Clone, Copy, Default, axum::extract::FromRequest)]

@@ -13,7 +13,7 @@ use parley_common::{
 
 use crate::{
     accounts::{self, user_view, Caller, NewLogin, SignupOutcome},
-    error::{ApiJson, ApiResult},
+    error::{ApiJson, ApiPath, ApiResult},
     state::{clear_session_cookie_header, session_cookie_header, AppState, Session},
 };
 
@@ -200,7 +200,7 @@ pub async fn sessions(State(state): State<AppState>, session: Session) -> ApiRes
 pub async fn revoke_session(
     State(state): State<AppState>,
     session: Session,
-    axum::extract::Path(id): axum::extract::Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> ApiResult<StatusCode> {
     accounts::revoke_session(&state, &session, id).await?;
     Ok(StatusCode::NO_CONTENT)

@@ -1,17 +1,12 @@
 //! `/api/v1/chats`, `/api/v1/sync` and the WebSocket route: thin adapters over `chats` and `ws`.
-use axum::{
-    extract::{Path, Query, State},
-    http::StatusCode,
-    routing::get,
-    Router,
-};
+use axum::{extract::State, http::StatusCode, routing::get, Router};
 use parley_common::{Chat, ChatList, ErrorBody, MessagePage, NewChatRequest, SyncBatch};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::{
     chats,
-    error::{ApiJson, ApiResult},
+    error::{ApiJson, ApiPath, ApiQuery, ApiResult},
     state::{AppState, Session},
     ws,
 };
@@ -60,6 +55,7 @@ pub struct HistoryParams {
     /// Only messages with a smaller `seq` (the oldest `seq` you have).
     pub before: Option<i64>,
     /// 1 to 100; 50 by default.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
 }
 
@@ -76,17 +72,19 @@ pub struct HistoryParams {
 pub async fn history(
     State(state): State<AppState>,
     session: Session,
-    Path(chat_id): Path<i64>,
-    Query(params): Query<HistoryParams>,
+    ApiPath(chat_id): ApiPath<i64>,
+    ApiQuery(params): ApiQuery<HistoryParams>,
 ) -> ApiResult<ApiJson<MessagePage>> {
     Ok(ApiJson(chats::history(&state, session.user_id, chat_id, params.before, params.limit).await?))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct SyncParams {
-    /// The last cursor you processed; from the beginning without it.
+    /// The last cursor you processed; from the beginning without it (or empty, or `0`).
+    #[param(pattern = "^\\s*[0-9]{0,18}\\s*$")]
     pub since: Option<String>,
     /// 1 to 100; 100 by default.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
 }
 
@@ -102,7 +100,7 @@ pub struct SyncParams {
 pub async fn sync(
     State(state): State<AppState>,
     session: Session,
-    Query(params): Query<SyncParams>,
+    ApiQuery(params): ApiQuery<SyncParams>,
 ) -> ApiResult<ApiJson<SyncBatch>> {
     let since = chats::parse_cursor(params.since.as_deref())?;
     Ok(ApiJson(chats::sync(&state, session.user_id, since, params.limit).await?))

@@ -33,7 +33,7 @@ pub mod instance;
         instance::instance, instance::healthz,
         chats::start_chat, chats::list_chats, chats::history, chats::sync, crate::ws::upgrade,
     ),
-    modifiers(&SessionAuth),
+    modifiers(&SessionAuth, &RejectionResponses),
 )]
 pub struct ApiDoc;
 
@@ -50,6 +50,51 @@ impl Modify for SessionAuth {
             "cookie",
             SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(crate::state::SESSION_COOKIE))),
         );
+    }
+}
+
+/// The answers every route can give before its handler runs: a JSON body that is not JSON, too
+/// large or of another media type; a query or path parameter that does not parse. Documented once
+/// here for every operation they apply to.
+struct RejectionResponses;
+
+impl Modify for RejectionResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{path::ParameterIn, RefOr, ResponseBuilder};
+        let error = |description: &str| {
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description(description)
+                    .content(
+                        "application/json",
+                        utoipa::openapi::ContentBuilder::new()
+                            .schema(Some(utoipa::openapi::Ref::from_schema_name("ErrorBody")))
+                            .build(),
+                    )
+                    .build(),
+            )
+        };
+        for item in openapi.paths.paths.values_mut() {
+            for operation in
+                [&mut item.get, &mut item.post, &mut item.patch, &mut item.put, &mut item.delete].into_iter().flatten()
+            {
+                let responses = &mut operation.responses.responses;
+                if operation.request_body.is_some() {
+                    responses.entry("400".into()).or_insert_with(|| error("`malformed_json`"));
+                    responses.entry("413".into()).or_insert_with(|| error("`payload_too_large`"));
+                    responses.entry("415".into()).or_insert_with(|| error("`unsupported_media_type`"));
+                    responses.entry("422".into()).or_insert_with(|| error("`invalid_body` and field rules"));
+                }
+                let parsed_params = operation
+                    .parameters
+                    .iter()
+                    .flatten()
+                    .any(|p| matches!(p.parameter_in, ParameterIn::Query | ParameterIn::Path));
+                if parsed_params {
+                    responses.entry("422".into()).or_insert_with(|| error("`invalid_query`, `invalid_path`"));
+                }
+            }
+        }
     }
 }
 
