@@ -21,6 +21,9 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("the request body is too large")]
     PayloadTooLarge,
+    /// A plain request to the WebSocket route.
+    #[error("not a WebSocket upgrade: {0}")]
+    NotWebSocket(String),
     #[error("an account with this email already exists")]
     EmailTaken,
     #[error("this instance does not accept new accounts")]
@@ -70,7 +73,7 @@ impl ApiError {
         use ApiError::*;
         match self {
             Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            MalformedJson(_) | InvalidCode { .. } => StatusCode::BAD_REQUEST,
+            MalformedJson(_) | InvalidCode { .. } | NotWebSocket(_) => StatusCode::BAD_REQUEST,
             UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             EmailTaken => StatusCode::CONFLICT,
@@ -91,6 +94,7 @@ impl ApiError {
             MalformedJson(_) => "malformed_json",
             UnsupportedMediaType(_) => "unsupported_media_type",
             PayloadTooLarge => "payload_too_large",
+            NotWebSocket(_) => "not_websocket",
             EmailTaken => "email_taken",
             SignupClosed => "signup_closed",
             SignupNotFound => "signup_not_found",

@@ -13,7 +13,7 @@ use std::{
 
 use axum::{
     extract::{
-        ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade},
+        ws::{rejection::WebSocketUpgradeRejection, CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade},
         State,
     },
     http::HeaderMap,
@@ -50,6 +50,7 @@ const TYPING_EVERY: Duration = Duration::from_secs(2);
     security(("bearer" = []), ("cookie" = [])),
     responses(
         (status = 101, description = "WebSocket; frames are described in docs/PROTOCOL.md"),
+        (status = 400, description = "`not_websocket`: not a WebSocket upgrade request", body = parley_common::ErrorBody),
         (status = 401, description = "`unauthorized`", body = parley_common::ErrorBody),
         (status = 403, description = "`forbidden_origin`", body = parley_common::ErrorBody),
     ))]
@@ -57,8 +58,9 @@ pub async fn upgrade(
     State(state): State<AppState>,
     session: Session,
     headers: HeaderMap,
-    ws: WebSocketUpgrade,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> ApiResult<Response> {
+    let ws = ws.map_err(|rejection| ApiError::NotWebSocket(rejection.body_text()))?;
     if session.via_cookie && !origin_allowed(&headers, &state.config) {
         return Err(ApiError::ForbiddenOrigin);
     }
