@@ -26,3 +26,5 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo clippy -p parley-ui --target wasm32-unknown-unknown --locked -- -D warnings
 cargo test --workspace --locked
+# The REST API against its own OpenAPI document (schemathesis, bounded, fixed seed).
+scripts/api-fuzz.sh
