@@ -1,0 +1,194 @@
+//! Losing a node, losing Redis: nothing acknowledged is lost or doubled, and everyone converges.
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
+
+use parley_common::{ClientFrame, Event, ServerFrame};
+
+use crate::harness::{
+    chat_with, client_id, eventually, http, start_chat, sync_all, user, Cluster, PrivateRedis, Ws, PRESENCE_TTL_SECS,
+};
+
+const MESSAGES: usize = 200;
+const KILL_AFTER_ACKS: usize = 60;
+
+/// Waits until `ws` has seen every one of `wanted` (or fails after `within`).
+async fn receive_all(ws: &mut Ws, wanted: &[String], within: Duration, who: &str) {
+    let deadline = Instant::now() + within;
+    while !wanted.iter().all(|id| ws.seen.contains_key(id)) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            let missing = wanted.iter().filter(|id| !ws.seen.contains_key(*id)).count();
+            panic!("{who}: {missing} of {} messages still missing after {within:?}", wanted.len());
+        }
+        let _ = ws.next_within(left.min(Duration::from_secs(1))).await;
+    }
+    for id in wanted {
+        assert_eq!(ws.seen[id], 1, "{who}: {id} arrived {} times", ws.seen[id]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_nodes_users_show_offline_within_the_ttl_and_catch_up_on_another_node() {
+    let mut cluster = Cluster::start(3, &[]).await;
+    let (a, b, c) = (cluster.url(0), cluster.url(1), cluster.url(2));
+    let ada = user(&a, "Ada").await;
+    let bo = user(&a, "Bo").await;
+    let chat = start_chat(&a, &ada.token, "Bo").await;
+    let mut bo_ws = Ws::connect(&a, &bo.token).await;
+    let mut ada_ws = Ws::connect(&c, &ada.token).await;
+    assert!(bo_ws.next_presence(ada.user.id).await);
+
+    // Ada streams messages from node C with all of them in flight; C dies after some acks.
+    for n in 0..MESSAGES {
+        ada_ws.feed(&ClientFrame::Send { chat_id: chat.id, client_id: client_id(n), body: format!("m{n}") }).await;
+    }
+    ada_ws.flush().await;
+    let mut acked: HashMap<String, i64> = HashMap::new();
+    while acked.len() < KILL_AFTER_ACKS {
+        let (client_id, message) = ada_ws.next_ack().await;
+        acked.insert(client_id, message.id);
+    }
+    cluster.nodes[2].kill();
+    let killed_at = Instant::now();
+    // Acks already on their way count as acks.
+    while let Some(frame) = ada_ws.next_within(Duration::from_secs(1)).await {
+        if let ServerFrame::Ack { client_id, message, .. } = frame {
+            acked.insert(client_id, message.id);
+        }
+    }
+    assert!(acked.len() < MESSAGES, "the kill came before the end of the stream");
+
+    // Bo, on node A, is told Ada is offline within the TTL, and node A's chat list agrees.
+    bo_ws
+        .next_matching("Ada offline", |f| {
+            matches!(f, ServerFrame::Presence { user_id, online: false, .. } if *user_id == ada.user.id).then_some(())
+        })
+        .await;
+    let took = killed_at.elapsed();
+    eprintln!("a SIGKILLed node's user was shown offline after {took:?} (TTL {PRESENCE_TTL_SECS} s)");
+    assert!(took <= Duration::from_secs(PRESENCE_TTL_SECS), "offline after {took:?}");
+    let friend = chat_with(&a, &bo.token, ada.user.id).await.friend;
+    assert!(!friend.online && friend.last_seen.is_some());
+
+    // Bo writes while Ada is nowhere.
+    let mut from_bo = Vec::new();
+    for n in 0..3 {
+        let id = client_id(1000 + n);
+        bo_ws.say(chat.id, &id, &format!("while you were away {n}")).await;
+        bo_ws.next_ack().await;
+        from_bo.push(id);
+    }
+
+    // Ada comes back on node B: she catches up from the cursor she had, and resends everything
+    // that was not acknowledged (an outbox would), with the same client_ids.
+    let stored_cursor = ada_ws.cursor;
+    let mut ada_ws = Ws::connect(&b, &ada.token).await;
+    assert!(bo_ws.next_presence(ada.user.id).await, "Bo sees Ada back online");
+    let (missed, _) = sync_all(&b, &ada.token, &stored_cursor.to_string()).await;
+    let missed_from_bo: Vec<&str> = missed
+        .iter()
+        .filter_map(|e| match e {
+            Event::Message { message, .. } if message.sender_id == bo.user.id => Some(message.client_id.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(missed_from_bo, from_bo, "each message Bo sent meanwhile, once, in order");
+    for n in 0..MESSAGES {
+        ada_ws.feed(&ClientFrame::Send { chat_id: chat.id, client_id: client_id(n), body: format!("m{n}") }).await;
+    }
+    ada_ws.flush().await;
+    let mut acked_after: HashMap<String, i64> = HashMap::new();
+    while acked_after.len() < MESSAGES {
+        let (client_id, message) = ada_ws.next_ack().await;
+        acked_after.insert(client_id, message.id);
+    }
+    for (id, message_id) in &acked {
+        assert_eq!(acked_after.get(id), Some(message_id), "{id} was acked before the kill: the same message after");
+    }
+
+    // Bo received each of Ada's messages exactly once, and his stream has no gap.
+    let from_ada: Vec<String> = (0..MESSAGES).map(client_id).collect();
+    receive_all(&mut bo_ws, &from_ada, Duration::from_secs(15), "Bo").await;
+    bo_ws.assert_stream_in_order("Bo on node A");
+
+    // The store holds each message once.
+    let (everything, _) = sync_all(&a, &bo.token, "").await;
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for event in &everything {
+        if let Event::Message { message, .. } = event {
+            *counts.entry(message.client_id.as_str()).or_default() += 1;
+        }
+    }
+    assert_eq!(counts.len(), MESSAGES + from_bo.len());
+    assert!(counts.values().all(|n| *n == 1));
+
+    // The killed node comes back and rejoins: a device of Bo's there talks with Ada on node B.
+    cluster.nodes[2].restart().await;
+    let mut bo_tablet = Ws::connect(&c, &bo.token).await;
+    bo_tablet.say(chat.id, &client_id(2000), "from the node that came back").await;
+    bo_tablet.next_ack().await;
+    assert_eq!(ada_ws.next_message().await.body, "from the node that came back");
+    assert_eq!(bo_ws.next_message().await.body, "from the node that came back", "and Bo's other device");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restarted_during_traffic_nodes_resubscribe_and_clients_converge() {
+    let mut redis = PrivateRedis::start().await;
+    let cluster = Cluster::start_on(2, &redis.url(), &[]).await;
+    let (a, b) = (cluster.url(0), cluster.url(1));
+    let ada = user(&a, "Ada").await;
+    let bo = user(&b, "Bo").await;
+    let chat = start_chat(&a, &ada.token, "Bo").await;
+    let mut bo_ws = Ws::connect(&b, &bo.token).await;
+    let mut ada_ws = Ws::connect(&a, &ada.token).await;
+    assert!(bo_ws.next_presence(ada.user.id).await);
+
+    // Ada sends one message after another; Redis dies a third of the way in and comes back (empty)
+    // two thirds of the way in. Her node acknowledges throughout: the database is the truth.
+    let mut restarted_at = None;
+    for n in 0..MESSAGES {
+        if n == MESSAGES / 3 {
+            redis.kill();
+        }
+        if n == 2 * MESSAGES / 3 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            redis.start_again().await;
+            restarted_at = Some(Instant::now());
+        }
+        ada_ws.say(chat.id, &client_id(n), &format!("m{n}")).await;
+        let (acked, _) = ada_ws.next_ack().await;
+        assert_eq!(acked, client_id(n));
+    }
+
+    // No node died.
+    for base in [&a, &b] {
+        let health = http().get(format!("{base}/healthz")).send().await.unwrap();
+        assert_eq!(health.status(), 200, "{base} is up");
+    }
+
+    // Bo converges: every message once, in order, no gap.
+    let from_ada: Vec<String> = (0..MESSAGES).map(client_id).collect();
+    receive_all(&mut bo_ws, &from_ada, Duration::from_secs(20), "Bo").await;
+    bo_ws.assert_stream_in_order("Bo on node B");
+    eprintln!("Bo had every message {:?} after Redis came back", restarted_at.unwrap().elapsed());
+
+    // And the fast path is back, not only the catch-up: a new message arrives at once, both ways.
+    ada_ws.say(chat.id, &client_id(10_000), "live again").await;
+    ada_ws.next_ack().await;
+    let live = bo_ws.next_within(Duration::from_secs(3)).await;
+    assert!(
+        matches!(&live, Some(ServerFrame::Event(Event::Message { message, .. })) if message.body == "live again"),
+        "got {live:?}"
+    );
+    bo_ws.say(chat.id, &client_id(10_001), "and back").await;
+    bo_ws.next_ack().await;
+    assert_eq!(ada_ws.next_message().await.body, "and back");
+
+    // Presence is rebuilt in the new Redis: node A shows Bo (connected to node B) online.
+    eventually(Duration::from_secs(PRESENCE_TTL_SECS), "Bo online again in node A's view", || async {
+        chat_with(&a, &ada.token, bo.user.id).await.friend.online
+    })
+    .await;
+}
