@@ -4,9 +4,14 @@
 //!   every node subscribes to; each node hands the items to its own connections of the user.
 //!   Connection ids mean nothing on another node, so remote items never carry an `origin`.
 //! - **Missed items.** Pub/sub forgets what it could not deliver. A connection fills a hole it sees
-//!   (the next event's position jumps) from the store; for holes nothing reveals, every connection
-//!   of the node checks the store after each (re)subscription, and after a publish that failed the
-//!   affected users' connections are told to check, cluster-wide, once Redis is back.
+//!   (the next event's position jumps) from the store. For holes nothing reveals:
+//!   - every connection of a node checks the store after each (re)subscription: this is what
+//!     recovers a Redis restart, since a node cannot know what was published while it was away;
+//!   - after a publish that failed while subscribers may have stayed up (a timeout, a full queue),
+//!     the publisher tells the affected users' connections, cluster-wide, to check once it can
+//!     publish again (too early for nodes still resubscribing; those are covered above);
+//!   - a resend that finds its message already committed has the members' connections check
+//!     (`chats::send`): the node that committed it may have died before publishing.
 //! - **Presence.** Per user, a sorted set of the nodes that hold a connection, each with an expiry
 //!   (Redis's clock). Nodes renew their claims every quarter of `PARLEY_PRESENCE_TTL_SECS`, with a
 //!   lifetime of half of it; a reaper on every node removes the claims of nodes whose heartbeat

@@ -124,7 +124,13 @@ impl Cluster {
     }
 
     pub async fn add_node(&mut self) -> usize {
-        let env: Vec<(&str, &str)> = self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        self.add_node_with(&[]).await
+    }
+
+    /// A node whose settings differ from the others' by `overrides`.
+    pub async fn add_node_with(&mut self, overrides: &[(&str, &str)]) -> usize {
+        let mut env: Vec<(&str, &str)> = self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        env.extend_from_slice(overrides);
         self.nodes.push(ServerProcess::start(&env).await);
         self.nodes.len() - 1
     }
