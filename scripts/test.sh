@@ -20,6 +20,21 @@ if ! command -v chromedriver >/dev/null 2>&1 || ! [ -x /usr/bin/chromium ]; then
     $sudo_cmd apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq chromium chromium-driver
 fi
+# The cluster tests (server/tests/cluster) run Debian's nginx and private redis-servers, beside the
+# shared Redis at PARLEY_TEST_REDIS_URL.
+if ! command -v redis-server >/dev/null 2>&1 || ! [ -x /usr/sbin/nginx ]; then
+    echo "test: installing nginx and redis-server (apt-get)"
+    sudo_cmd=""
+    [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+    $sudo_cmd apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq nginx redis-server
+fi
+export PARLEY_TEST_REDIS_URL="${PARLEY_TEST_REDIS_URL:-redis://127.0.0.1:6379}"
+redis_hostport="${PARLEY_TEST_REDIS_URL#*://}"; redis_hostport="${redis_hostport##*@}"; redis_hostport="${redis_hostport%%/*}"
+if ! (exec 3<>"/dev/tcp/${redis_hostport%:*}/${redis_hostport##*:}") 2>/dev/null; then
+    echo "test: no Redis at $redis_hostport; start one (redis-server --daemonize yes) or set PARLEY_TEST_REDIS_URL" >&2
+    exit 1
+fi
 scripts/build-ui.sh
 
 cargo fmt --all -- --check

@@ -32,6 +32,15 @@ fn swap(config: String, from: &str, to: &str) -> String {
     config.replace(from, to)
 }
 
+/// Debian installs it in /usr/sbin, which a non-root PATH may lack.
+fn nginx_program() -> &'static str {
+    if Path::new("/usr/sbin/nginx").exists() {
+        "/usr/sbin/nginx"
+    } else {
+        "nginx"
+    }
+}
+
 struct Nginx {
     child: Child,
     dir: PathBuf,
@@ -60,10 +69,12 @@ impl Nginx {
             args.extend(extra.iter().map(|s| s.to_string()));
             args
         };
-        let check =
-            Command::new("nginx").args(args(&["-t"])).output().expect("nginx (Debian package nginx) must be installed");
+        let check = Command::new(nginx_program())
+            .args(args(&["-t"]))
+            .output()
+            .expect("nginx (Debian package nginx) must be installed");
         assert!(check.status.success(), "nginx -t: {}", String::from_utf8_lossy(&check.stderr));
-        let child = Command::new("nginx")
+        let child = Command::new(nginx_program())
             .args(args(&["-g", "daemon off;"]))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
