@@ -76,8 +76,9 @@ enum Phase {
     Live,
 }
 
-/// Codes of a refused `send` worth trying again later rather than giving up on.
-const RETRYABLE_SEND_ERRORS: &[&str] = &["rate_limited", "internal"];
+/// Codes of a refused `send` worth trying again later rather than giving up on: the server's
+/// own trouble (its database away, read-only or full) passes, and the message is still wanted.
+const RETRYABLE_SEND_ERRORS: &[&str] = &["rate_limited", "internal", "unavailable", "storage_full"];
 
 /// The planner of one connection: a new one per connection, started from the cache's cursor.
 #[derive(Debug)]

@@ -235,7 +235,13 @@ pub async fn authenticate(state: &AppState, token: &str) -> ApiResult<crate::sta
         return Err(ApiError::Unauthorized);
     }
     if now - session.last_used_at > 60_000 {
-        state.store.touch_session(session.id, now, now + state.config.session_ttl_secs as i64 * 1000).await?;
+        let expires_at = now + state.config.session_ttl_secs as i64 * 1000;
+        // Only bookkeeping: a database that cannot write (full, read-only) must not also lock
+        // everyone out of reading their chats. The next request tries again.
+        match state.store.touch_session(session.id, now, expires_at).await {
+            Err(crate::store::StoreError::Unavailable(why)) => tracing::warn!(error = %why, "recording session use"),
+            other => other?,
+        }
     }
     Ok(crate::state::Session { id: session.id, user_id: session.user_id, via_cookie: false })
 }

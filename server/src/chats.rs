@@ -201,7 +201,7 @@ pub async fn send(
     }
     take_all(&*state.limiter, &[(Bucket::MessagesPerUser, &user_id.to_string())]).await?;
     let new = NewMessage { chat_id, sender_id: user_id, client_id, body, now: now_millis() };
-    match state.writer.send(new).await.map_err(ApiError::Internal)? {
+    match state.writer.send(new).await? {
         SendOutcome::Created { message, events } => {
             ::metrics::counter!(crate::metrics::MESSAGES).increment(1);
             let view = message_view(&message);

@@ -29,6 +29,12 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// `postgres://…` or `sqlite://…`; empty means `<data_dir>/parley.db` (`DATABASE_URL`).
     pub database_url: Option<Secret>,
+    /// At start-up, how long to keep trying a database that cannot be reached yet before giving
+    /// up with an error (`PARLEY_DATABASE_WAIT_SECS`); 0 gives up at once.
+    pub database_wait_secs: u64,
+    /// How long a request waits for a Postgres connection, so also how long it takes to answer
+    /// 503 while the database is away (`PARLEY_DATABASE_ACQUIRE_TIMEOUT_MS`).
+    pub database_acquire_timeout_ms: u64,
     /// The origin people reach the server at, e.g. `https://chat.example.org` (`PARLEY_PUBLIC_URL`).
     /// Makes session cookies `Secure` when it is https.
     pub public_url: Option<String>,
@@ -198,6 +204,8 @@ impl Default for Config {
             bind: SocketAddr::from(([127, 0, 0, 1], 8000)),
             data_dir: PathBuf::from("data"),
             database_url: None,
+            database_wait_secs: 60,
+            database_acquire_timeout_ms: 5000,
             public_url: None,
             instance_name: "Parley".into(),
             signup: SignupMode::Verify,

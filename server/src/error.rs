@@ -8,9 +8,12 @@ use axum::{
 };
 use parley_common::{ErrorBody, ErrorDetail};
 
-use crate::store::StoreError;
+use crate::store::{StoreError, Unavailable};
 
-#[derive(Debug, thiserror::Error)]
+/// What a client is told to wait before trying again while the database is unavailable.
+const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 5;
+
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ApiError {
     /// A field failed validation; `code` names which rule.
     #[error("{message}")]
@@ -58,8 +61,20 @@ pub enum ApiError {
     ChatNotFound,
     #[error("mail could not be sent; try again later")]
     MailUnavailable,
+    /// The database is away or cannot write; nothing is wrong with the request. The detail
+    /// goes to the log, the client gets a message of its own.
+    #[error("{}", unavailable_message(.0))]
+    Unavailable(Unavailable),
     #[error("internal error")]
     Internal(String),
+}
+
+fn unavailable_message(why: &Unavailable) -> &'static str {
+    match why {
+        Unavailable::Unreachable(_) => "the database is unavailable; try again shortly",
+        Unavailable::ReadOnly(_) => "the database is read-only for now, so nothing can be saved; try again later",
+        Unavailable::Full(_) => "the server's storage is full, so nothing can be saved; try again later",
+    }
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -82,7 +97,7 @@ impl ApiError {
             CodeExpired | CodeAttemptsExhausted | TooManyCodes => StatusCode::GONE,
             ResendTooSoon { .. } | RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             InvalidCredentials | Unauthorized => StatusCode::UNAUTHORIZED,
-            MailUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            MailUnavailable | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -112,6 +127,8 @@ impl ApiError {
             UserNotFound => "user_not_found",
             ChatNotFound => "chat_not_found",
             MailUnavailable => "mail_unavailable",
+            ApiError::Unavailable(crate::store::Unavailable::Full(_)) => "storage_full",
+            ApiError::Unavailable(_) => "unavailable",
             Internal(_) => "internal",
         }
     }
@@ -120,14 +137,17 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        if let ApiError::Internal(detail) = &self {
+        match &self {
             // The detail stays in the log; the client learns only that it was our fault.
-            tracing::error!(error = %detail, "request failed");
+            ApiError::Internal(detail) => tracing::error!(error = %detail, "request failed"),
+            ApiError::Unavailable(why) => tracing::warn!(error = %why, "request failed: database unavailable"),
+            _ => {}
         }
         let retry_after = match &self {
             ApiError::RateLimited { retry_after_secs } | ApiError::ResendTooSoon { retry_after_secs } => {
                 Some(*retry_after_secs)
             }
+            ApiError::Unavailable(_) => Some(UNAVAILABLE_RETRY_AFTER_SECS),
             _ => None,
         };
         let body = ErrorBody { error: ErrorDetail { code: self.code().to_string(), message: self.to_string() } };
@@ -141,7 +161,10 @@ impl IntoResponse for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
-        ApiError::Internal(err.to_string())
+        match err {
+            StoreError::Unavailable(why) => ApiError::Unavailable(why),
+            err => ApiError::Internal(err.to_string()),
+        }
     }
 }
 

@@ -32,6 +32,11 @@ use state::AppState;
 pub enum StartError {
     #[error("database: {0}")]
     Store(#[from] store::StoreError),
+    #[error(
+        "database: still unreachable after waiting {waited_secs} s (PARLEY_DATABASE_WAIT_SECS); is it running, \
+         and do DATABASE_URL's host and port point at it? {detail}"
+    )]
+    DatabaseUnreachable { waited_secs: u64, detail: String },
     #[error("mail: {0}")]
     Mail(#[from] mail::MailError),
     #[error("server secret: {0}")]
@@ -52,7 +57,14 @@ pub struct Server {
 impl Server {
     pub async fn build(config: Config) -> Result<Self, StartError> {
         metrics::handle();
-        let store = store::connect(&config.database_url()).await?;
+        let wait = Duration::from_secs(config.database_wait_secs);
+        let acquire_timeout = Duration::from_millis(config.database_acquire_timeout_ms.max(1));
+        let store = match store::connect_waiting(&config.database_url(), acquire_timeout, wait).await {
+            Err(store::StoreError::Unavailable(store::Unavailable::Unreachable(detail))) => {
+                return Err(StartError::DatabaseUnreachable { waited_secs: wait.as_secs(), detail })
+            }
+            other => other?,
+        };
         let key = crypto::ServerKey::load_or_create(config.secret.as_ref().map(|s| s.0.as_str()), &config.data_dir)
             .map_err(StartError::Secret)?;
         let mailer = mail::Mailer::from_config(&config)?;

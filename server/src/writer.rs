@@ -8,11 +8,14 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::store::{NewMessage, SendOutcome, Store};
+use crate::{
+    error::ApiError,
+    store::{NewMessage, SendOutcome, Store},
+};
 
 struct Job {
     message: NewMessage,
-    reply: oneshot::Sender<Result<SendOutcome, String>>,
+    reply: oneshot::Sender<Result<SendOutcome, ApiError>>,
 }
 
 #[derive(Clone)]
@@ -28,11 +31,16 @@ impl GroupCommit {
         GroupCommit { queue }
     }
 
-    /// Stores the message (in the next batch) and returns its outcome once committed.
-    pub async fn send(&self, message: NewMessage) -> Result<SendOutcome, String> {
+    /// Stores the message (in the next batch) and returns its outcome once committed. An error
+    /// means no ack: the batch did not commit, or its fate is unknown (a lost connection), and
+    /// the sender's resend with the same `client_id` settles it.
+    pub async fn send(&self, message: NewMessage) -> Result<SendOutcome, ApiError> {
         let (reply, answer) = oneshot::channel();
-        self.queue.send(Job { message, reply }).await.map_err(|_| "the writer has stopped".to_string())?;
-        answer.await.map_err(|_| "the writer dropped the message".to_string())?
+        self.queue
+            .send(Job { message, reply })
+            .await
+            .map_err(|_| ApiError::Internal("the writer has stopped".into()))?;
+        answer.await.map_err(|_| ApiError::Internal("the writer dropped the message".into()))?
     }
 }
 
@@ -48,8 +56,14 @@ async fn run(store: Arc<dyn Store>, mut jobs: mpsc::Receiver<Job>, max_batch: us
                 }
             }
             Err(err) => {
-                tracing::error!(error = %err, messages = messages.len(), "a batch of messages failed");
-                let err = err.to_string();
+                // Classified once here, so every sender in the batch hears the same reason.
+                let err = ApiError::from(err);
+                match &err {
+                    ApiError::Unavailable(why) => {
+                        tracing::warn!(error = %why, messages = messages.len(), "a batch of messages was not stored")
+                    }
+                    _ => tracing::error!(error = ?err, messages = messages.len(), "a batch of messages failed"),
+                }
                 for reply in replies {
                     let _ = reply.send(Err(err.clone()));
                 }

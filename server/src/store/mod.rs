@@ -29,10 +29,33 @@ pub enum StoreError {
     Corrupt(String),
     #[error("unsupported database URL (expected postgres:// or sqlite://): {0}")]
     UnsupportedUrl(String),
+    /// The database cannot take the request now, through no fault of the request: the same
+    /// request can succeed once the operator or the database has recovered. A write that failed
+    /// this way may still have committed (the answer to a COMMIT can be lost with the
+    /// connection), which is why clients resend with the same `client_id` rather than assume.
+    #[error(transparent)]
+    Unavailable(Unavailable),
+}
+
+/// Why the database cannot be used right now. The detail is the driver's, for the log only.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Unavailable {
+    /// No connection: the database is down, restarting, or refusing connections.
+    #[error("the database cannot be reached: {0}")]
+    Unreachable(String),
+    /// It answers but refuses writes (a read-only file or file system, a read-only Postgres).
+    #[error("the database is read-only: {0}")]
+    ReadOnly(String),
+    /// The disk it writes to is full.
+    #[error("the database's storage is full: {0}")]
+    Full(String),
 }
 
 impl From<sqlx::Error> for StoreError {
     fn from(err: sqlx::Error) -> Self {
+        if let Some(unavailable) = unavailability(&err) {
+            return StoreError::Unavailable(unavailable);
+        }
         match &err {
             sqlx::Error::RowNotFound => StoreError::NotFound,
             sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,
@@ -40,6 +63,52 @@ impl From<sqlx::Error> for StoreError {
             sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("40P01" | "40001")) => StoreError::Retry,
             _ => StoreError::Database(err),
         }
+    }
+}
+
+/// The one place that tells a database which is away or cannot write from a failed query.
+/// Errors left out (bad SQL, constraint violations, TLS or authentication settings) are bugs or
+/// configuration that waiting would not fix.
+fn unavailability(err: &sqlx::Error) -> Option<Unavailable> {
+    let detail = err.to_string();
+    match err {
+        // A dropped or refused connection, a reply cut short, no connection free in time.
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
+            Some(Unavailable::Unreachable(detail))
+        }
+        sqlx::Error::Database(db) => {
+            if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+                let code = pg.code();
+                match code {
+                    // read_only_sql_transaction: default_transaction_read_only, a hot standby.
+                    "25006" => Some(Unavailable::ReadOnly(detail)),
+                    // disk_full.
+                    "53100" => Some(Unavailable::Full(detail)),
+                    // Class 08, connection exceptions; admin_shutdown, crash_shutdown,
+                    // cannot_connect_now; too_many_connections.
+                    _ if code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300") => {
+                        Some(Unavailable::Unreachable(detail))
+                    }
+                    _ => None,
+                }
+            } else if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                // Extended result codes: the primary code is the low byte.
+                let code = db.code().and_then(|c| c.parse::<i32>().ok()).unwrap_or_default() & 0xff;
+                match code {
+                    // SQLITE_READONLY.
+                    8 => Some(Unavailable::ReadOnly(detail)),
+                    // SQLITE_FULL: the disk (or the file system's quota) is full.
+                    13 => Some(Unavailable::Full(detail)),
+                    // SQLITE_IOERR: a failed read, write or fsync of the file, which a full or
+                    // failing disk also gives.
+                    10 => Some(Unavailable::Unreachable(detail)),
+                    _ => None,
+                }
+            } else {
+                None
+            }
+        }
+        _ => None,
     }
 }
 
@@ -299,10 +368,49 @@ pub trait Store: Send + Sync + 'static {
     async fn purge(&self, now: Millis, signups_before: Millis) -> StoreResult<u64>;
 }
 
+/// Like [`connect`], but a database that cannot be reached yet (started by the same compose file
+/// or boot, restarting, its host not resolvable yet) is tried again for up to `wait`, with a log
+/// line per attempt, so the order services start in does not matter. Anything else (a wrong
+/// password, a missing database, a read-only file) fails at once: waiting would not fix it.
+pub async fn connect_waiting(
+    url: &str,
+    acquire_timeout: std::time::Duration,
+    wait: std::time::Duration,
+) -> StoreResult<std::sync::Arc<dyn Store>> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut delay = std::time::Duration::from_millis(500);
+    loop {
+        match connect_with(url, acquire_timeout).await {
+            Err(StoreError::Unavailable(Unavailable::Unreachable(detail)))
+                if tokio::time::Instant::now() + delay < deadline =>
+            {
+                tracing::warn!(
+                    error = %detail,
+                    retry_in_ms = delay.as_millis() as u64,
+                    "the database cannot be reached yet; waiting for it (PARLEY_DATABASE_WAIT_SECS)"
+                );
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(std::time::Duration::from_secs(5));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// How long a Postgres query waits for a connection, unless configured
+/// (`PARLEY_DATABASE_ACQUIRE_TIMEOUT_MS`).
+pub const DEFAULT_ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Opens the backend named by the URL's scheme and brings its schema up to date.
 pub async fn connect(url: &str) -> StoreResult<std::sync::Arc<dyn Store>> {
+    connect_with(url, DEFAULT_ACQUIRE_TIMEOUT).await
+}
+
+/// [`connect`] with Postgres waiting at most `acquire_timeout` for a connection: while the
+/// database is away, that is how long a request takes to hear "unavailable".
+pub async fn connect_with(url: &str, acquire_timeout: std::time::Duration) -> StoreResult<std::sync::Arc<dyn Store>> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(std::sync::Arc::new(PgStore::connect(url).await?))
+        Ok(std::sync::Arc::new(PgStore::connect(url, acquire_timeout).await?))
     } else if url.starts_with("sqlite:") {
         Ok(std::sync::Arc::new(SqliteStore::connect(url).await?))
     } else {

@@ -3,7 +3,7 @@ use std::{str::FromStr, time::Duration};
 
 use sqlx::{
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
-    Sqlite, SqlitePool,
+    Connection, Sqlite, SqliteConnection, SqlitePool,
 };
 
 use super::{
@@ -34,7 +34,11 @@ impl SqliteStore {
                 std::fs::create_dir_all(parent).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
             }
         }
-        let writer = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .after_release(|conn, _| Box::pin(out_of_transaction(conn)))
+            .connect_with(options.clone())
+            .await?;
         sqlx::migrate!("../migrations/sqlite").run(&writer).await?;
         let reader = SqlitePoolOptions::new().max_connections(8).connect_with(options.read_only(true)).await?;
         Ok(Self { reader, writer })
@@ -47,6 +51,27 @@ impl SqliteStore {
     fn writer(&self) -> &SqlitePool {
         &self.writer
     }
+}
+
+/// Whether a connection coming back to the pool is out of any transaction; one that is not is
+/// closed, and the pool opens a fresh one.
+///
+/// When SQLite rolls a transaction back by itself (a COMMIT that failed with SQLITE_FULL or an
+/// I/O error), sqlx still counts it open and its ROLLBACK fails. Kept, the connection's next
+/// `begin` would open a savepoint instead of a transaction, and after one more failure a
+/// savepoint's release would commit nothing: every later write acknowledged, none stored. The
+/// crash test `sqlite_on_a_full_disk` found this.
+async fn out_of_transaction(conn: &mut SqliteConnection) -> Result<bool, sqlx::Error> {
+    if !conn.is_in_transaction() {
+        return Ok(true);
+    }
+    // A dropped transaction's ROLLBACK is queued, not done: a round trip lets it run first.
+    conn.ping().await?;
+    if conn.is_in_transaction() {
+        tracing::warn!("closing a SQLite connection left inside a failed transaction");
+        return Ok(false);
+    }
+    Ok(true)
 }
 
 impl_store!(SqliteStore, Sqlite, "sqlite");
