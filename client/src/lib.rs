@@ -14,8 +14,9 @@ use parley_common::{
         BridgeError, ChatArgs, ConnectionState, DesktopEvent, HistoryArgs, LoginArgs, ReadArgs, ResendArgs, SendArgs,
         SessionArgs, SignupArgs, SignupResult, StartChatArgs, VerifyArgs,
     },
-    AuthResponse, Chat, ChatList, InstanceInfo, LoginRequest, MessagePage, PasswordChange, ProfileUpdate,
-    ResendRequest, SessionList, SignupRequest, User, VerifyRequest,
+    AuthResponse, Chat, ChatList, ForgotPasswordRequest, InstanceInfo, LoginRequest, MessagePage, PasswordChange,
+    PasswordResetPending, PasswordResetRequest, ProfileUpdate, ResendRequest, SessionList, SignupRequest, User,
+    VerifyRequest,
 };
 use tokio::sync::{broadcast, mpsc};
 
@@ -208,6 +209,19 @@ impl Client {
     pub async fn login(&self, args: LoginArgs) -> Result<User, BridgeError> {
         let mut account = self.inner.account.lock().await;
         let auth = self.api(&account)?.login(&LoginRequest { email: args.email, password: args.password }).await?;
+        self.begin_session(&mut account, auth).await
+    }
+
+    /// Mails a reset code if the email has an account on the server; the reset id either way.
+    pub async fn forgot_password(&self, request: ForgotPasswordRequest) -> Result<PasswordResetPending, BridgeError> {
+        let account = self.inner.account.lock().await;
+        Ok(self.api(&account)?.forgot_password(&request).await?)
+    }
+
+    /// Sets a new password with the mailed code and logs in here (every other session ends).
+    pub async fn reset_password(&self, request: PasswordResetRequest) -> Result<User, BridgeError> {
+        let mut account = self.inner.account.lock().await;
+        let auth = self.api(&account)?.reset_password(&request).await?;
         self.begin_session(&mut account, auth).await
     }
 

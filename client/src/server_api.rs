@@ -4,8 +4,9 @@
 use std::{sync::Arc, time::Duration};
 
 use parley_common::{
-    AuthResponse, Chat, ChatList, ErrorBody, InstanceInfo, LoginRequest, NewChatRequest, PasswordChange, ProfileUpdate,
-    ResendRequest, SessionList, SignupPending, SignupRequest, User, VerifyRequest,
+    AuthResponse, Chat, ChatList, ErrorBody, ForgotPasswordRequest, InstanceInfo, LoginRequest, NewChatRequest,
+    PasswordChange, PasswordResetPending, PasswordResetRequest, ProfileUpdate, ResendRequest, SessionList,
+    SignupPending, SignupRequest, User, VerifyRequest,
 };
 use reqwest::{Method, StatusCode, Url};
 use serde::{de::DeserializeOwned, Serialize};
@@ -161,6 +162,14 @@ impl ServerApi {
 
     pub async fn login(&self, request: &LoginRequest) -> Result<AuthResponse, ClientError> {
         self.expect(Method::POST, "/api/v1/auth/login", None, Some(request)).await
+    }
+
+    pub async fn forgot_password(&self, request: &ForgotPasswordRequest) -> Result<PasswordResetPending, ClientError> {
+        self.expect(Method::POST, "/api/v1/auth/password/forgot", None, Some(request)).await
+    }
+
+    pub async fn reset_password(&self, request: &PasswordResetRequest) -> Result<AuthResponse, ClientError> {
+        self.expect(Method::POST, "/api/v1/auth/password/reset", None, Some(request)).await
     }
 
     pub async fn logout(&self, token: &str) -> Result<(), ClientError> {

@@ -128,3 +128,29 @@ pub struct SessionInfo {
 pub struct SessionList {
     pub sessions: Vec<SessionInfo>,
 }
+
+/// `POST /api/v1/auth/password/forgot`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ForgotPasswordRequest {
+    pub email: String,
+}
+
+/// Answer to a forgotten password, the same whether or not the email has an account: if it has,
+/// a code was mailed for this reset.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct PasswordResetPending {
+    pub reset_id: String,
+}
+
+/// `POST /api/v1/auth/password/reset`: the mailed code and the new password. Every session of the
+/// account ends; the answer is a new one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct PasswordResetRequest {
+    pub reset_id: String,
+    pub code: String,
+    #[cfg_attr(feature = "openapi", schema(min_length = 8))]
+    pub new_password: String,
+}

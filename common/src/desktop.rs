@@ -109,8 +109,9 @@ pub struct ChatArgs {
 
 /// `revoke_session`: one of the account's sessions (`sessions` lists them). The other account
 /// commands take the REST bodies: `update_profile` a `ProfileUpdate` (→ `User`),
-/// `change_password` a `PasswordChange`; `sessions` (→ `SessionList`) and
-/// `revoke_other_sessions` take no argument.
+/// `change_password` a `PasswordChange`, `forgot_password` a `ForgotPasswordRequest`
+/// (→ `PasswordResetPending`), `reset_password` a `PasswordResetRequest` (→ `User`, logged in);
+/// `sessions` (→ `SessionList`) and `revoke_other_sessions` take no argument.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionArgs {
     pub session_id: i64,

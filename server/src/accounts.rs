@@ -10,11 +10,12 @@ use crate::{
     mail::Mail,
     ratelimit::{take_all, Bucket},
     state::AppState,
-    store::{CodeRenewal, NewSession, NewUser, SignupRecord, StoreError, UserRecord},
+    store::{CodeRenewal, NewSession, NewUser, PasswordResetRecord, SignupRecord, StoreError, UserRecord},
 };
 
 /// The MAC purpose for signup codes (a later reset code cannot stand in for one).
 const SIGNUP_CODE: &str = "signup";
+const RESET_CODE: &str = "password-reset";
 
 /// Who is asking, as far as the transport tells.
 #[derive(Debug, Clone)]
@@ -271,6 +272,94 @@ pub async fn change_password(
     revoke_other_sessions(state, session).await?;
     tracing::info!(user_id = user.id, "password changed; other sessions revoked");
     Ok(())
+}
+
+/// Starts a password reset: a code goes to the address if it has an account. The answer is the
+/// same either way (a reset id; for an unknown address one that leads nowhere), and the mail is
+/// sent after answering, so neither the answer nor its timing tells whether the email is known.
+pub async fn forgot_password(state: &AppState, caller: &Caller, email: &str) -> ApiResult<String> {
+    take_all(&*state.limiter, &[(Bucket::ResendPerIp, &caller.ip)]).await?;
+    let email = Email::parse(email)?;
+    take_all(&*state.limiter, &[(Bucket::ResendPerEmail, email.as_str())]).await?;
+    let reset_id = uuid::Uuid::new_v4().to_string();
+    let Some(user) = state.store.user_by_email(email.as_str()).await? else {
+        tracing::info!("password reset asked for an unknown address");
+        return Ok(reset_id);
+    };
+    let code = new_code();
+    let now = now_millis();
+    let record = PasswordResetRecord {
+        id: reset_id.clone(),
+        user_id: user.id,
+        code_mac: state.key.seal_code(RESET_CODE, &reset_id, &code),
+        code_expires_at: now + state.config.code_ttl_secs as i64 * 1000,
+        attempts: 0,
+        created_at: now,
+    };
+    // Replaces any earlier reset of the account: one live code at a time.
+    state.store.replace_password_reset(&record).await?;
+    let minutes = state.config.code_ttl_secs.div_ceil(60);
+    let instance = state.config.instance_name.clone();
+    let mail = Mail {
+        to: user.email.clone(),
+        subject: format!("Your {instance} password reset code"),
+        body: format!(
+            "Someone (we hope you) asked to set a new password for your {instance} account.\n\n\
+             Your code is:\n\n    {code}\n\n\
+             It is valid for {minutes} minutes. If it was not you, ignore this mail: your password \
+             stays as it is.\n"
+        ),
+    };
+    let mailer = state.mailer.clone();
+    tokio::spawn(async move {
+        if let Err(err) = mailer.send(mail).await {
+            tracing::error!(error = %err, "could not send a password reset code");
+        }
+    });
+    tracing::info!(user_id = user.id, "password reset code sent");
+    Ok(reset_id)
+}
+
+/// Sets a new password with the mailed code. Every session of the account ends (and its sockets
+/// close); the caller gets a new one. Whatever is wrong (unknown reset, wrong or expired code,
+/// no tries left) gets the same answer, so a reset id says nothing about the address behind it.
+pub async fn reset_password(
+    state: &AppState,
+    caller: &Caller,
+    reset_id: &str,
+    code: &str,
+    new_password: &str,
+) -> ApiResult<NewLogin> {
+    take_all(&*state.limiter, &[(Bucket::VerifyPerIp, &caller.ip), (Bucket::VerifyPerSignup, reset_id)]).await?;
+    let password = Password::parse(new_password)?;
+    let max_attempts = i64::from(state.config.code_max_attempts);
+    let Some(reset) = state.store.password_reset(reset_id).await? else {
+        return Err(ApiError::InvalidResetCode);
+    };
+    if now_millis() > reset.code_expires_at {
+        return Err(ApiError::InvalidResetCode);
+    }
+    // Spend the attempt before looking at the code, so parallel guesses share one budget.
+    if !state.store.spend_reset_attempt(reset_id, max_attempts).await? {
+        return Err(ApiError::InvalidResetCode);
+    }
+    if !state.key.code_matches(RESET_CODE, reset_id, code.trim(), &reset.code_mac) {
+        tracing::info!(user_id = reset.user_id, attempts = reset.attempts + 1, "wrong password reset code");
+        return Err(ApiError::InvalidResetCode);
+    }
+    let hash = crypto::hash_password(password).await;
+    let revoked =
+        state.store.complete_password_reset(reset_id, &hash, now_millis()).await.map_err(|err| match err {
+            // Used up by a parallel request with the same code.
+            StoreError::NotFound => ApiError::InvalidResetCode,
+            other => other.into(),
+        })?;
+    for session_id in &revoked {
+        state.relay.end_session(*session_id);
+    }
+    let user = state.store.user_by_id(reset.user_id).await?.ok_or(ApiError::InvalidResetCode)?;
+    tracing::info!(user_id = user.id, sessions_ended = revoked.len(), "password reset");
+    start_session(state, user, caller).await
 }
 
 pub async fn list_sessions(state: &AppState, session: &crate::state::Session) -> ApiResult<parley_common::SessionList> {

@@ -37,6 +37,9 @@ pub enum ApiError {
     InvalidCode { attempts_left: u32 },
     #[error("this code has expired; ask for a new one")]
     CodeExpired,
+    /// A password reset that cannot go ahead, for whatever reason (deliberately not told).
+    #[error("this code is wrong, used or expired; ask for a new one if needed")]
+    InvalidResetCode,
     #[error("too many wrong attempts; ask for a new code")]
     CodeAttemptsExhausted,
     #[error("no more codes can be sent for this signup; sign up again")]
@@ -88,7 +91,7 @@ impl ApiError {
         use ApiError::*;
         match self {
             Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            MalformedJson(_) | InvalidCode { .. } | NotWebSocket(_) => StatusCode::BAD_REQUEST,
+            MalformedJson(_) | InvalidCode { .. } | InvalidResetCode | NotWebSocket(_) => StatusCode::BAD_REQUEST,
             UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             EmailTaken => StatusCode::CONFLICT,
@@ -115,6 +118,7 @@ impl ApiError {
             SignupNotFound => "signup_not_found",
             InvalidCode { .. } => "invalid_code",
             CodeExpired => "code_expired",
+            InvalidResetCode => "invalid_code",
             CodeAttemptsExhausted => "code_attempts_exhausted",
             TooManyCodes => "too_many_codes",
             ResendTooSoon { .. } => "resend_too_soon",

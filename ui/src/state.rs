@@ -26,6 +26,13 @@ pub enum Screen {
         email: String,
     },
     Login,
+    /// Asking for a password reset code.
+    ForgotPassword,
+    /// Entering the mailed reset code and a new password.
+    ResetPassword {
+        reset_id: String,
+        email: String,
+    },
     Chats,
     /// Profile, password and sessions.
     Settings,

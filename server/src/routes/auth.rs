@@ -7,8 +7,8 @@ use axum::{
     Router,
 };
 use parley_common::{
-    AuthResponse, ErrorBody, LoginRequest, PasswordChange, ProfileUpdate, ResendRequest, SessionList, SignupPending,
-    SignupRequest, User, VerifyRequest,
+    AuthResponse, ErrorBody, ForgotPasswordRequest, LoginRequest, PasswordChange, PasswordResetPending,
+    PasswordResetRequest, ProfileUpdate, ResendRequest, SessionList, SignupPending, SignupRequest, User, VerifyRequest,
 };
 
 use crate::{
@@ -24,6 +24,8 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/auth/resend", post(resend))
         .route("/api/v1/auth/login", post(login))
         .route("/api/v1/auth/logout", post(logout))
+        .route("/api/v1/auth/password/forgot", post(forgot_password))
+        .route("/api/v1/auth/password/reset", post(reset_password))
         .route("/api/v1/me", get(me).patch(update_me))
         .route("/api/v1/me/password", post(change_password))
         .route("/api/v1/sessions", get(sessions))
@@ -115,6 +117,41 @@ pub async fn login(
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> ApiResult<Response> {
     let login = accounts::login(&state, &caller, &req.email, &req.password).await?;
+    Ok(logged_in(&state, login))
+}
+
+/// Forgot the password: a code is mailed to the address if it has an account. The answer is the
+/// same whether or not it has one.
+#[utoipa::path(post, path = "/api/v1/auth/password/forgot", tag = "auth", request_body = ForgotPasswordRequest,
+    responses(
+        (status = 202, description = "A code was mailed if the address has an account", body = PasswordResetPending),
+        (status = 422, description = "`invalid_email`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`", body = ErrorBody),
+    ))]
+pub async fn forgot_password(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<ForgotPasswordRequest>,
+) -> ApiResult<Response> {
+    let reset_id = accounts::forgot_password(&state, &caller, &req.email).await?;
+    Ok((StatusCode::ACCEPTED, ApiJson(PasswordResetPending { reset_id })).into_response())
+}
+
+/// Set a new password with the mailed code. Every session of the account ends (their sockets
+/// close); the answer is a new session.
+#[utoipa::path(post, path = "/api/v1/auth/password/reset", tag = "auth", request_body = PasswordResetRequest,
+    responses(
+        (status = 200, description = "Password changed and logged in", body = AuthResponse),
+        (status = 400, description = "`invalid_code` (wrong, used or expired code, or no tries left)", body = ErrorBody),
+        (status = 422, description = "`weak_password`, `invalid_password`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`", body = ErrorBody),
+    ))]
+pub async fn reset_password(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<PasswordResetRequest>,
+) -> ApiResult<Response> {
+    let login = accounts::reset_password(&state, &caller, &req.reset_id, &req.code, &req.new_password).await?;
     Ok(logged_in(&state, login))
 }
 

@@ -126,6 +126,26 @@ pub struct UserRecord {
     pub created_at: Millis,
 }
 
+/// A password reset waiting for its code (sealed with the server key, bound to the reset's id).
+#[derive(Clone, sqlx::FromRow)]
+pub struct PasswordResetRecord {
+    pub id: String,
+    pub user_id: i64,
+    pub code_mac: Vec<u8>,
+    pub code_expires_at: Millis,
+    pub attempts: i64,
+    pub created_at: Millis,
+}
+
+impl std::fmt::Debug for PasswordResetRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PasswordResetRecord")
+            .field("id", &self.id)
+            .field("user_id", &self.user_id)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A signup waiting for its code. `code_mac` is the code sealed with the server key.
 #[derive(Clone, sqlx::FromRow)]
 pub struct SignupRecord {
@@ -363,6 +383,15 @@ pub trait Store: Send + Sync + 'static {
     /// call, so callers pass chunks. Returns the new users' ids in order. `Conflict` if an email
     /// is taken.
     async fn create_users_with_sessions(&self, users: &[BulkUser]) -> StoreResult<Vec<i64>>;
+
+    /// Stores a password reset, replacing any earlier one of the same user.
+    async fn replace_password_reset(&self, reset: &PasswordResetRecord) -> StoreResult<()>;
+    async fn password_reset(&self, id: &str) -> StoreResult<Option<PasswordResetRecord>>;
+    /// Counts one attempt at the reset's code; false when none is left (or no such reset).
+    async fn spend_reset_attempt(&self, id: &str, max_attempts: i64) -> StoreResult<bool>;
+    /// In one transaction: the reset is used up, the password replaced, and every session of the
+    /// user revoked (their ids returned, so their sockets can be closed).
+    async fn complete_password_reset(&self, id: &str, password_hash: &str, now: Millis) -> StoreResult<Vec<i64>>;
 
     /// Deletes expired or revoked sessions and signups created before `signups_before`.
     async fn purge(&self, now: Millis, signups_before: Millis) -> StoreResult<u64>;

@@ -725,6 +725,69 @@ macro_rules! impl_store {
             }
 
             #[tracing::instrument(skip_all)]
+            async fn replace_password_reset(&self, r: &PasswordResetRecord) -> StoreResult<()> {
+                let mut tx = self.writer().begin().await?;
+                sqlx::query("DELETE FROM password_resets WHERE user_id = $1").bind(r.user_id).execute(&mut *tx).await?;
+                sqlx::query(
+                    "INSERT INTO password_resets (id, user_id, code_mac, code_expires_at, attempts, created_at)
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(&r.id)
+                .bind(r.user_id)
+                .bind(&r.code_mac)
+                .bind(r.code_expires_at)
+                .bind(r.attempts)
+                .bind(r.created_at)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn password_reset(&self, id: &str) -> StoreResult<Option<PasswordResetRecord>> {
+                Ok(sqlx::query_as::<$db, PasswordResetRecord>("SELECT * FROM password_resets WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(self.writer())
+                    .await?)
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn spend_reset_attempt(&self, id: &str, max_attempts: i64) -> StoreResult<bool> {
+                let done =
+                    sqlx::query("UPDATE password_resets SET attempts = attempts + 1 WHERE id = $1 AND attempts < $2")
+                        .bind(id)
+                        .bind(max_attempts)
+                        .execute(self.writer())
+                        .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn complete_password_reset(&self, id: &str, password_hash: &str, now: Millis) -> StoreResult<Vec<i64>> {
+                let mut tx = self.writer().begin().await?;
+                let (user_id,): (i64,) = sqlx::query_as("DELETE FROM password_resets WHERE id = $1 RETURNING user_id")
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .ok_or(StoreError::NotFound)?;
+                sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1")
+                    .bind(user_id)
+                    .bind(password_hash)
+                    .execute(&mut *tx)
+                    .await?;
+                let revoked: Vec<(i64,)> = sqlx::query_as(
+                    "UPDATE sessions SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL RETURNING id",
+                )
+                .bind(user_id)
+                .bind(now)
+                .fetch_all(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(revoked.into_iter().map(|(id,)| id).collect())
+            }
+
+            #[tracing::instrument(skip_all)]
             async fn purge(&self, now: Millis, signups_before: Millis) -> StoreResult<u64> {
                 let mut tx = self.writer().begin().await?;
                 let sessions = sqlx::query("DELETE FROM sessions WHERE expires_at < $1 OR revoked_at IS NOT NULL")
@@ -735,8 +798,12 @@ macro_rules! impl_store {
                     .bind(signups_before)
                     .execute(&mut *tx)
                     .await?;
+                let resets = sqlx::query("DELETE FROM password_resets WHERE code_expires_at < $1")
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
                 tx.commit().await?;
-                Ok(sessions.rows_affected() + signups.rows_affected())
+                Ok(sessions.rows_affected() + signups.rows_affected() + resets.rows_affected())
             }
         }
         };

@@ -4,6 +4,7 @@ mod authz;
 mod chats;
 mod fuzz;
 mod helpers;
+mod password_reset;
 mod realtime;
 mod service;
 mod sessions;

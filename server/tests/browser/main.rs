@@ -306,3 +306,49 @@ async fn settings_rename_and_end_other_sessions() {
     ada.shot("renamed").await;
     ada.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forgotten_password_is_reset_with_a_mailed_code() {
+    let smtp = SmtpSink::start().await;
+    let ui_dir = harness::workspace_root().join("ui/dist").display().to_string();
+    let smtp_url = smtp.url();
+    let server = ServerProcess::start(&[("PARLEY_UI_DIR", &ui_dir), ("PARLEY_SMTP_URL", &smtp_url)]).await;
+    let driver = Driver::start().await;
+    let old_session = sign_up_by_api(&server, &smtp, "ada@example.org", "Ada").await;
+
+    let mut ada = driver.browser("ada-reset").await;
+    ada.goto(&server.url()).await;
+    ada.click("#forgot-password").await;
+    ada.fill("#forgot-email", "ada@example.org").await;
+    ada.shot("forgot").await;
+    ada.click("#forgot-submit").await;
+    ada.find("#reset-code").await;
+    let code = smtp.next_code_for("ada@example.org").await;
+
+    // A wrong code first: a clear error, and the form stays.
+    let wrong = format!("{:06}", (code.parse::<u32>().unwrap() + 1) % 1_000_000);
+    ada.fill("#reset-code", &wrong).await;
+    ada.fill("#reset-password", "a brand new password").await;
+    ada.click("#reset-submit").await;
+    ada.until_text("#reset-error", "This code is wrong").await;
+    ada.shot("wrong-code").await;
+
+    ada.fill("#reset-code", &code).await;
+    ada.click("#reset-submit").await;
+    ada.find("#no-chats").await;
+    ada.shot("logged-in-with-new-password").await;
+    let me = reqwest::Client::new()
+        .get(format!("{}/api/v1/me", server.url()))
+        .bearer_auth(&old_session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), reqwest::StatusCode::UNAUTHORIZED, "the session from before the reset is dead");
+
+    ada.click("#logout").await;
+    ada.fill("#login-email", "ada@example.org").await;
+    ada.fill("#login-password", "a brand new password").await;
+    ada.click("#login-submit").await;
+    ada.find("#no-chats").await;
+    ada.close().await;
+}

@@ -5,8 +5,9 @@ use std::{cell::RefCell, collections::BTreeMap, rc::Rc};
 
 use gloo_timers::callback::{Interval, Timeout};
 use parley_common::{
-    ws::close, AuthResponse, Chat, ChatList, ClientFrame, ErrorBody, InstanceInfo, MessagePage, PasswordChange,
-    ProfileUpdate, ServerFrame, SessionList, SignupPending, User,
+    ws::close, AuthResponse, Chat, ChatList, ClientFrame, ErrorBody, ForgotPasswordRequest, InstanceInfo, MessagePage,
+    PasswordChange, PasswordResetPending, PasswordResetRequest, ProfileUpdate, ServerFrame, SessionList, SignupPending,
+    User,
 };
 use serde::{de::DeserializeOwned, Serialize};
 use wasm_bindgen::{closure::Closure, JsCast, JsValue};
@@ -373,6 +374,22 @@ impl Backend for BrowserBackend {
         Box::pin(async {
             call::<serde_json::Value>("POST", "/api/v1/auth/logout", None::<&()>).await?;
             Ok(())
+        })
+    }
+
+    fn forgot_password(&self, email: String) -> LocalFuture<'_, UiResult<String>> {
+        Box::pin(async move {
+            let pending: PasswordResetPending =
+                post("/api/v1/auth/password/forgot", &ForgotPasswordRequest { email }).await?;
+            Ok(pending.reset_id)
+        })
+    }
+
+    fn reset_password(&self, reset_id: String, code: String, new_password: String) -> LocalFuture<'_, UiResult<User>> {
+        Box::pin(async move {
+            let request = PasswordResetRequest { reset_id, code, new_password };
+            let auth: AuthResponse = post("/api/v1/auth/password/reset", &request).await?;
+            Ok(auth.user)
         })
     }
 

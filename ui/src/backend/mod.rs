@@ -143,6 +143,10 @@ pub trait Backend {
     fn resend(&self, signup_id: String) -> LocalFuture<'_, UiResult<()>>;
     fn login(&self, email: String, password: String) -> LocalFuture<'_, UiResult<User>>;
     fn logout(&self) -> LocalFuture<'_, UiResult<()>>;
+    /// Mails a reset code if the email has an account; the reset id either way.
+    fn forgot_password(&self, email: String) -> LocalFuture<'_, UiResult<String>>;
+    /// Sets a new password with the mailed code and logs in (every other session ends).
+    fn reset_password(&self, reset_id: String, code: String, new_password: String) -> LocalFuture<'_, UiResult<User>>;
 
     /// Changes the display name.
     fn update_profile(&self, display_name: String) -> LocalFuture<'_, UiResult<User>>;

@@ -9,7 +9,8 @@ use parley_common::{
         BridgeError, ChatArgs, DesktopEvent, HistoryArgs, LoginArgs, ReadArgs, ResendArgs, SendArgs, ServerArgs,
         SessionArgs, SignupArgs, SignupResult, StartChatArgs, VerifyArgs, ViewingArgs, EVENT_NAME,
     },
-    Chat, ChatList, InstanceInfo, MessagePage, PasswordChange, ProfileUpdate, SessionList, SignupPending, User,
+    Chat, ChatList, ForgotPasswordRequest, InstanceInfo, MessagePage, PasswordChange, PasswordResetPending,
+    PasswordResetRequest, ProfileUpdate, SessionList, SignupPending, User,
 };
 use serde::{
     de::{DeserializeOwned, IgnoredAny},
@@ -198,6 +199,18 @@ impl Backend for TauriBackend {
             self.bridge.call::<IgnoredAny>("logout", no_args()).await?;
             Ok(())
         })
+    }
+
+    fn forgot_password(&self, email: String) -> LocalFuture<'_, UiResult<String>> {
+        Box::pin(async move {
+            let pending: PasswordResetPending =
+                self.bridge.call("forgot_password", with_args(&ForgotPasswordRequest { email })).await?;
+            Ok(pending.reset_id)
+        })
+    }
+
+    fn reset_password(&self, reset_id: String, code: String, new_password: String) -> LocalFuture<'_, UiResult<User>> {
+        Box::pin(self.bridge.call("reset_password", with_args(&PasswordResetRequest { reset_id, code, new_password })))
     }
 
     fn update_profile(&self, display_name: String) -> LocalFuture<'_, UiResult<User>> {

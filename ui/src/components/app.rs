@@ -4,7 +4,13 @@ use wasm_bindgen_futures::spawn_local;
 use yew::prelude::*;
 
 use super::{
-    chat_page::ChatPage, choose_server::ChooseServer, login::Login, settings::Settings, signup::Signup, verify::Verify,
+    chat_page::ChatPage,
+    choose_server::ChooseServer,
+    login::Login,
+    reset_password::{ForgotPassword, ResetPassword},
+    settings::Settings,
+    signup::Signup,
+    verify::Verify,
     AppContext, BackendHandle,
 };
 use crate::{
@@ -109,6 +115,10 @@ pub fn app(props: &AppProps) -> Html {
         Screen::Login => html! { <Login /> },
         Screen::Chats => html! { <ChatPage /> },
         Screen::Settings => html! { <Settings /> },
+        Screen::ForgotPassword => html! { <ForgotPassword /> },
+        Screen::ResetPassword { reset_id, email } => {
+            html! { <ResetPassword reset_id={reset_id.clone()} email={email.clone()} /> }
+        }
     };
     html! {
         <ContextProvider<AppContext> {context}>

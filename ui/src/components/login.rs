@@ -43,6 +43,10 @@ pub fn login() -> Html {
         let ctx = ctx.clone();
         Callback::from(move |_| ctx.state.dispatch(Action::Show(Screen::Signup)))
     };
+    let to_forgot = {
+        let ctx = ctx.clone();
+        Callback::from(move |_| ctx.state.dispatch(Action::Show(Screen::ForgotPassword)))
+    };
     let to_server = {
         let ctx = ctx.clone();
         Callback::from(move |_| ctx.state.dispatch(Action::Show(Screen::Server)))
@@ -66,6 +70,7 @@ pub fn login() -> Html {
                 <input id="login-password" name="password" type="password" autocomplete="current-password" required=true
                     value={(*password).clone()} oninput={field(password.clone())} />
                 <p class="form-error" role="alert">{ message.unwrap_or_default() }</p>
+                <p class="forgot"><button type="button" id="forgot-password" class="link" onclick={to_forgot}>{ "Forgot your password?" }</button></p>
                 <button type="submit" id="login-submit" class="primary" disabled={*busy}>{ if *busy { "Logging in…" } else { "Log in" } }</button>
                 if can_sign_up {
                     <p class="switch">{ "New here? " }<button type="button" id="to-signup" class="link" onclick={to_signup}>{ "Create an account" }</button></p>

@@ -18,6 +18,7 @@ pub mod connection_banner;
 pub mod conversation;
 pub mod login;
 pub mod new_chat;
+pub mod reset_password;
 pub mod settings;
 pub mod signup;
 pub mod verify;
