@@ -53,9 +53,9 @@ impl Modify for SessionAuth {
     }
 }
 
-/// The answers every route can give before its handler runs: a JSON body that is not JSON, too
-/// large or of another media type; a query or path parameter that does not parse. Documented once
-/// here for every operation they apply to.
+/// The answers every route can give whatever it does: a JSON body that is not JSON, too large or
+/// of another media type; a query or path parameter that does not parse; a database in trouble.
+/// Documented once here for every operation they apply to.
 struct RejectionResponses;
 
 impl Modify for RejectionResponses {
@@ -85,6 +85,9 @@ impl Modify for RejectionResponses {
                     responses.entry("415".into()).or_insert_with(|| error("`unsupported_media_type`"));
                     responses.entry("422".into()).or_insert_with(|| error("`invalid_body` and field rules"));
                 }
+                responses
+                    .entry("503".into())
+                    .or_insert_with(|| error("`unavailable`, `storage_full`: the database is away, read-only or full"));
                 let parsed_params = operation
                     .parameters
                     .iter()

@@ -22,6 +22,10 @@ use super::{new_client_id, Backend, Connection, Incoming, LocalFuture, SignupOut
 const PING_EVERY_MS: u32 = 20_000;
 const DEAD_AFTER_MS: f64 = 50_000.0;
 const MAX_BACKOFF_SECS: u32 = 30;
+/// Refusals that pass (the server's database away or full, a rate limit): the message is kept and
+/// offered again after `RETRY_SEND_MS`, under the same `client_id`.
+const RETRYABLE_SEND_ERRORS: &[&str] = &["rate_limited", "internal", "unavailable", "storage_full"];
+const RETRY_SEND_MS: u32 = 5_000;
 
 #[derive(Default)]
 pub struct BrowserBackend {
@@ -55,6 +59,8 @@ struct Live {
     last_heard: f64,
     retry: Option<Timeout>,
     heartbeat: Option<Interval>,
+    /// Offers the outbox again after the server refused a send for a passing reason.
+    outbox_retry: Option<Timeout>,
     handlers: Vec<Box<dyn std::any::Any>>,
     page_hooks: bool,
 }
@@ -255,6 +261,18 @@ fn on_frame(live: &Rc<RefCell<Live>>, generation: u64, text: &str) {
                 state.cursor = Some(cursor);
             }
             state.emit(Incoming::Ack { client_id, message });
+        }
+        ServerFrame::Error { code, client_id: Some(_), .. } if RETRYABLE_SEND_ERRORS.contains(&code.as_str()) => {
+            if state.outbox_retry.is_none() {
+                let live = live.clone();
+                state.outbox_retry = Some(Timeout::new(RETRY_SEND_MS, move || {
+                    let mut state = live.borrow_mut();
+                    state.outbox_retry = None;
+                    for (_, frame) in &state.outbox {
+                        state.send_frame(frame);
+                    }
+                }));
+            }
         }
         ServerFrame::Error { code, message, client_id: Some(client_id) } => {
             state.outbox.retain(|(id, _)| *id != client_id);
