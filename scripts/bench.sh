@@ -3,7 +3,10 @@
 #   scripts/bench.sh sqlite|postgres [throughput|catchup|fanout|connections …]
 # Runs the named scenarios (all four without names) with the settings of docs/BENCHMARKS.md and
 # writes the JSON results into <target>/bench/<backend>-<scenario>.json. Settings can be changed
-# with THROUGHPUT_ARGS, CONNECTIONS, SOURCE_IPS.
+# with THROUGHPUT_ARGS, CONNECTIONS, SOURCE_IPS. NODES=2 (postgres only) starts that many nodes on
+# one database and one Redis (BENCH_REDIS_URL, default redis://127.0.0.1:6379, under a key prefix
+# of the run's own); REDIS=1 puts a single node on Redis too. Results are then named
+# <backend>-redis-<N>node-<scenario>.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
@@ -32,25 +35,39 @@ case "$backend" in
         ;;
     *) echo "backend: sqlite or postgres" >&2; exit 2 ;;
 esac
+nodes="${NODES:-1}"
+tag="$backend"
+unset PARLEY_REDIS_URL
+if [ "$nodes" -gt 1 ] || [ "${REDIS:-0}" = 1 ]; then
+    [ "$backend" = postgres ] || { echo "several nodes share one database: use postgres" >&2; exit 2; }
+    export PARLEY_REDIS_URL="${BENCH_REDIS_URL:-redis://127.0.0.1:6379}" PARLEY_REDIS_PREFIX="bench$$:"
+    tag="$backend-redis-${nodes}node"
+fi
+server_pids=()
 cleanup() {
-    [ -n "${server_pid:-}" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null || true
+    for pid in "${server_pids[@]}"; do kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true; done
     [ "$backend" = postgres ] && psql -q -h 127.0.0.1 -U postgres -d test -c "DROP DATABASE IF EXISTS $db" || true
     rm -rf "$data"
 }
 trap cleanup EXIT
 
 "$bin/parley-server" admin create-users --count 400 --prefix load --tokens-out "$data/tokens.tsv" >/dev/null
-"$bin/parley-server" serve >"$data/server.out" &
-server_pid=$!
-for _ in $(seq 1 100); do grep -q "running at" "$data/server.out" 2>/dev/null && break; sleep 0.1; done
-url=$(sed -n 's/^Parley is running at //p' "$data/server.out")
-[ -n "$url" ] || { echo "the server did not start" >&2; exit 1; }
-echo "server pid $server_pid, idle RSS $(awk '/VmRSS/ {print $2, $3}' /proc/$server_pid/status)"
+servers=()
+for n in $(seq 1 "$nodes"); do
+    "$bin/parley-server" serve >"$data/server$n.out" &
+    server_pids+=($!)
+    for _ in $(seq 1 100); do grep -q "running at" "$data/server$n.out" 2>/dev/null && break; sleep 0.1; done
+    url=$(sed -n 's/^Parley is running at //p' "$data/server$n.out")
+    [ -n "$url" ] || { echo "node $n did not start" >&2; exit 1; }
+    servers+=(--server "$url")
+    echo "node $n: pid ${server_pids[-1]} at $url, idle RSS $(awk '/VmRSS/ {print $2, $3}' "/proc/${server_pids[-1]}/status")"
+done
+server_pid="${server_pids[0]}"
 
 load() {
     local name="$1"; shift
-    "$bin/parley-load" --server "$url" --tokens "$data/tokens.tsv" \
-        --json "$out/$backend-$name.json" "$@"
+    "$bin/parley-load" "${servers[@]}" --tokens "$data/tokens.tsv" \
+        --json "$out/$tag-$name.json" "$@"
     echo
 }
 scenarios=("$@")

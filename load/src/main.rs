@@ -15,9 +15,10 @@ mod scenarios;
 #[derive(Parser)]
 #[command(name = "parley-load", about = "Load generator for Parley")]
 struct Cli {
-    /// The server's base URL.
-    #[arg(long, default_value = "http://127.0.0.1:8000")]
-    server: String,
+    /// The server's base URL; repeat it for the nodes of a cluster (only `throughput` uses more
+    /// than the first: each pair's sender and receiver on different nodes).
+    #[arg(long = "server", default_value = "http://127.0.0.1:8000")]
+    servers: Vec<String>,
     /// Accounts: `user_id<TAB>email<TAB>token` lines from `parley-server admin create-users`.
     #[arg(long)]
     tokens: PathBuf,
@@ -80,8 +81,8 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    let target = client::Target::new(&cli.server);
-    let run = scenarios::run(&target, &accounts, cli.scenario.clone());
+    let targets: Vec<client::Target> = cli.servers.iter().map(|s| client::Target::new(s)).collect();
+    let run = scenarios::run(&targets, &accounts, cli.scenario.clone());
     let report = match tokio::time::timeout(Duration::from_secs(cli.timeout_secs), run).await {
         Ok(Ok(report)) => report,
         Ok(Err(err)) => {

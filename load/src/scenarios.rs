@@ -14,9 +14,12 @@ use crate::{
     Scenario,
 };
 
-pub async fn run(target: &Target, accounts: &[Account], scenario: Scenario) -> Result<Report> {
+/// `targets` are the nodes of one cluster (one for a single server). Only `throughput` spreads its
+/// users over them; the others measure one node.
+pub async fn run(targets: &[Target], accounts: &[Account], scenario: Scenario) -> Result<Report> {
+    let target = &targets[0];
     match scenario {
-        Scenario::Throughput { pairs, messages, window } => throughput(target, accounts, pairs, messages, window).await,
+        Scenario::Throughput { pairs, messages, window } => throughput(targets, accounts, pairs, messages, window).await,
         Scenario::Connections { count, server_pid, source_ips } => {
             connections(target, accounts, count, server_pid, source_ips).await
         }
@@ -43,8 +46,11 @@ fn run_salt() -> u64 {
 
 /// Each sender's messages carry the send time (µs since `epoch`) as their body, so the receiver
 /// computes the latency.
+///
+/// With several nodes, pair `p`'s sender is on node `p mod n` and its receiver on the next node:
+/// every message crosses from one node to another, and each node has senders and receivers.
 async fn throughput(
-    target: &Target,
+    targets: &[Target],
     accounts: &[Account],
     pairs: usize,
     messages: usize,
@@ -54,14 +60,14 @@ async fn throughput(
     let window = window.max(1);
     let mut chats = Vec::with_capacity(pairs);
     for pair in 0..pairs {
-        chats.push(target.chat(&accounts[2 * pair], &accounts[2 * pair + 1]).await?);
+        chats.push(targets[0].chat(&accounts[2 * pair], &accounts[2 * pair + 1]).await?);
     }
     let epoch = Instant::now();
     let salt = run_salt();
 
     let mut receivers = Vec::new();
     for pair in 0..pairs {
-        let (mut socket, _) = target.connect(&accounts[2 * pair + 1]).await?;
+        let (mut socket, _) = targets[(pair + 1) % targets.len()].connect(&accounts[2 * pair + 1]).await?;
         let chat = chats[pair];
         receivers.push(tokio::spawn(async move {
             let mut latency = latency_histogram();
@@ -90,7 +96,7 @@ async fn throughput(
     let mut senders = Vec::new();
     let started = Instant::now();
     for pair in 0..pairs {
-        let (mut socket, _) = target.connect(&accounts[2 * pair]).await?;
+        let (mut socket, _) = targets[pair % targets.len()].connect(&accounts[2 * pair]).await?;
         let chat = chats[pair];
         senders.push(tokio::spawn(async move {
             let mut acked = 0usize;
@@ -140,7 +146,10 @@ async fn throughput(
     Ok(Report {
         ok: delivered == expected && duplicates == 0 && acked == expected,
         rows: vec![
-            ("scenario".into(), format!("throughput: {pairs} pairs × {messages} messages, window {window}")),
+            (
+                "scenario".into(),
+                format!("throughput: {pairs} pairs × {messages} messages, window {window}, {} node(s)", targets.len()),
+            ),
             ("acked".into(), format!("{acked} / {expected}")),
             ("delivered once".into(), format!("{delivered} / {expected} ({duplicates} duplicates)")),
             ("time".into(), format!("{seconds:.2} s")),
@@ -148,7 +157,7 @@ async fn throughput(
             ("send → receive".into(), latency_cell),
         ],
         json: json!({
-            "scenario": "throughput", "pairs": pairs, "messages_per_sender": messages, "window": window,
+            "scenario": "throughput", "nodes": targets.len(), "pairs": pairs, "messages_per_sender": messages, "window": window,
             "acked": acked, "delivered": delivered, "duplicates": duplicates, "missing": expected - delivered.min(expected),
             "seconds": seconds, "messages_per_sec": rate, "latency": latency_json,
         }),
