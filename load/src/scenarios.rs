@@ -19,7 +19,9 @@ use crate::{
 pub async fn run(targets: &[Target], accounts: &[Account], scenario: Scenario) -> Result<Report> {
     let target = &targets[0];
     match scenario {
-        Scenario::Throughput { pairs, messages, window } => throughput(targets, accounts, pairs, messages, window).await,
+        Scenario::Throughput { pairs, messages, window } => {
+            throughput(targets, accounts, pairs, messages, window).await
+        }
         Scenario::Connections { count, server_pid, source_ips } => {
             connections(target, accounts, count, server_pid, source_ips).await
         }
