@@ -6,7 +6,8 @@ use parley_common::{
         BridgeError, ChatArgs, HistoryArgs, LoginArgs, ReadArgs, ResendArgs, SendArgs, ServerArgs, SessionArgs,
         SignupArgs, SignupResult, StartChatArgs, VerifyArgs, ViewingArgs,
     },
-    Chat, ChatList, InstanceInfo, MessagePage, PasswordChange, ProfileUpdate, SessionList, User,
+    Chat, ChatList, ForgotPasswordRequest, InstanceInfo, MessagePage, PasswordChange, PasswordResetPending,
+    PasswordResetRequest, ProfileUpdate, SessionList, User,
 };
 use tauri::State;
 
@@ -56,6 +57,16 @@ pub async fn login(client: State<'_, Client>, args: LoginArgs) -> Answer<User> {
 #[tauri::command]
 pub async fn logout(client: State<'_, Client>) -> Answer<()> {
     client.logout().await
+}
+
+#[tauri::command]
+pub async fn forgot_password(client: State<'_, Client>, args: ForgotPasswordRequest) -> Answer<PasswordResetPending> {
+    client.forgot_password(args).await
+}
+
+#[tauri::command]
+pub async fn reset_password(client: State<'_, Client>, args: PasswordResetRequest) -> Answer<User> {
+    client.reset_password(args).await
 }
 
 #[tauri::command]

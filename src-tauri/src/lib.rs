@@ -51,6 +51,8 @@ pub fn run() {
             commands::resend,
             commands::login,
             commands::logout,
+            commands::forgot_password,
+            commands::reset_password,
             commands::update_profile,
             commands::change_password,
             commands::sessions,
@@ -96,5 +98,5 @@ fn init_logging() {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(std::env::var("PARLEY_LOG").unwrap_or_else(|_| "info".into())))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
