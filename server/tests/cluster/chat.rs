@@ -130,3 +130,19 @@ async fn the_same_user_on_two_nodes_sees_everything() {
     assert!(!bo_ws.next_presence(ada.user.id).await);
     assert!(!chat_with(&a, &bo.token, ada.user.id).await.friend.online);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ending_a_session_on_one_node_closes_its_sockets_on_the_others() {
+    let cluster = Cluster::start(2, &[]).await;
+    let (a, b) = (cluster.url(0), cluster.url(1));
+    let ada = user(&a, "Ada").await;
+    let mut socket = Ws::connect(&b, &ada.token).await;
+    let logout =
+        crate::harness::http().post(format!("{a}/api/v1/auth/logout")).bearer_auth(&ada.token).send().await.unwrap();
+    assert_eq!(logout.status(), 204);
+    assert_eq!(
+        socket.close_code_within(Duration::from_secs(5)).await,
+        Some(parley_common::ws::close::SESSION_ENDED),
+        "node B closed the socket of the session that ended on node A"
+    );
+}

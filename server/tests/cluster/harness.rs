@@ -256,6 +256,8 @@ pub struct Ws {
     pub seen: HashMap<String, usize>,
     /// The newest position received in order: what a client would store.
     pub cursor: i64,
+    /// Presence frames received: (user, online).
+    pub presence: Vec<(i64, bool)>,
 }
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -270,7 +272,15 @@ impl Ws {
     }
 
     pub async fn after_upgrade(socket: Socket) -> Self {
-        let mut ws = Ws { socket, user_id: 0, hello_cursor: 0, positions: Vec::new(), seen: HashMap::new(), cursor: 0 };
+        let mut ws = Ws {
+            socket,
+            user_id: 0,
+            hello_cursor: 0,
+            positions: Vec::new(),
+            seen: HashMap::new(),
+            cursor: 0,
+            presence: Vec::new(),
+        };
         match ws.next().await {
             ServerFrame::Hello { user, cursor } => {
                 ws.user_id = user.id;
@@ -327,6 +337,10 @@ impl Ws {
 
     fn record(&mut self, frame: &ServerFrame) {
         let (cursor, message) = match frame {
+            ServerFrame::Presence { user_id, online, .. } => {
+                self.presence.push((*user_id, *online));
+                return;
+            }
             ServerFrame::Ack { cursor, message, .. } => (cursor.as_str(), Some(message)),
             ServerFrame::Event(event) => {
                 (event.cursor(), if let Event::Message { message, .. } = event { Some(message) } else { None })
@@ -392,6 +406,23 @@ impl Ws {
                 None => return,
             }
         }
+    }
+
+    /// Reads until the server closes the connection; its close code, or `None` if it did not
+    /// close within `wait` (or dropped without a close frame).
+    pub async fn close_code_within(&mut self, wait: Duration) -> Option<u16> {
+        tokio::time::timeout(wait, async {
+            loop {
+                match self.socket.next().await {
+                    Some(Ok(WsMessage::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                    Some(Ok(_)) => continue,
+                    Some(Err(_)) | None => return None,
+                }
+            }
+        })
+        .await
+        .ok()
+        .flatten()
     }
 
     /// Asserts the positions seen since hello run on from it one by one, none missing or twice.
