@@ -218,9 +218,15 @@ pub async fn send(
             state.relay.deliver_to(user_id, origin, Outbound::event(cursor, event, Some(origin)));
             // A resend usually means the first answer was lost, maybe with the node that committed
             // it before it could tell anyone: the members' connections check the store. Those that
-            // had it learn nothing new; the protocol's "nobody else hears of it again" holds.
+            // had it learn nothing new; the protocol's "nobody else hears of it again" holds. The
+            // sending connection needs no check: the ack's cursor shows it any hole.
             match state.store.member_ids(message.chat_id).await {
-                Ok(members) => members.into_iter().for_each(|member| state.relay.catch_up(member)),
+                Ok(members) => {
+                    for member in members {
+                        let except = (member == user_id).then_some(origin);
+                        state.relay.deliver(member, Outbound::CatchUp, except);
+                    }
+                }
                 Err(err) => tracing::warn!(error = %err, "members of a resent message"),
             }
             Ok(())
