@@ -139,6 +139,7 @@ async fn cluster_notices(state: AppState, mut notices: tokio::sync::mpsc::Unboun
                 }
             }
             cluster::Notice::RecheckSessions(ids) => recheck_sessions(&state, &ids).await,
+            cluster::Notice::Sweep(positions) => sweep(&state, &positions).await,
         };
         if let Err(err) = outcome {
             tracing::warn!(error = %err, "acting on a cluster notice");
@@ -155,6 +156,31 @@ async fn recheck_sessions(state: &AppState, ids: &[i64]) -> error::ApiResult<()>
             tracing::info!(session = ended, "closing the sockets of a session that ended elsewhere");
             state.relay.end_session(*ended);
         }
+    }
+    Ok(())
+}
+
+/// Has every connection that was sent less than its user's stream holds catch up from the store:
+/// events a node committed and never published (it died first) reach them this way, within one
+/// sweep period, even when nothing else happens in their stream.
+async fn sweep(state: &AppState, positions: &[(i64, relay::ConnId, i64)]) -> error::ApiResult<()> {
+    let mut users: Vec<i64> = positions.iter().map(|(user, _, _)| *user).collect();
+    users.sort_unstable();
+    users.dedup();
+    let mut cursors = std::collections::HashMap::new();
+    for chunk in users.chunks(500) {
+        cursors.extend(state.store.cursors(chunk).await?);
+    }
+    let mut behind = 0usize;
+    for (user, conn, delivered) in positions {
+        if cursors.get(user).is_some_and(|cursor| cursor > delivered) {
+            behind += 1;
+            state.relay.deliver_to(*user, *conn, relay::Outbound::CatchUp);
+        }
+    }
+    if behind > 0 {
+        // Usually events in flight at the moment of the sweep; more than that after a node died.
+        tracing::debug!(connections = behind, "connections behind the store; catching them up");
     }
     Ok(())
 }

@@ -5,7 +5,7 @@
 use std::{
     collections::{HashMap, HashSet},
     sync::{
-        atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicI64, AtomicU16, AtomicU64, Ordering},
         Arc, Mutex, MutexGuard,
     },
 };
@@ -79,6 +79,9 @@ pub struct ConnHandle {
     pub kick: Arc<Kick>,
     /// A `CatchUp` is queued and not yet begun: one is enough, however many are asked for.
     pub catch_up_queued: Arc<AtomicBool>,
+    /// The newest position of the user's stream sent on this connection (kept by its send side),
+    /// so that a cluster node can notice connections that fell behind the store.
+    pub delivered: Arc<AtomicI64>,
 }
 
 pub fn next_conn_id() -> ConnId {
@@ -154,6 +157,15 @@ impl LocalRelay {
     pub fn with_users<R>(&self, f: impl FnOnce(&mut dyn Iterator<Item = i64>) -> R) -> R {
         let conns = self.lock();
         f(&mut conns.keys().copied())
+    }
+
+    /// `(user, connection, position sent)` of every connection here.
+    pub fn positions(&self) -> Vec<(i64, ConnId, i64)> {
+        let conns = self.lock();
+        conns
+            .iter()
+            .flat_map(|(user, list)| list.iter().map(|c| (*user, c.id, c.delivered.load(Ordering::Relaxed))))
+            .collect()
     }
 
     /// The sessions of the connections here, each once.
@@ -246,7 +258,15 @@ mod tests {
 
     fn conn(id: ConnId, capacity: usize) -> (ConnHandle, mpsc::Receiver<Outbound>) {
         let (queue, rx) = mpsc::channel(capacity);
-        (ConnHandle { id, session_id: 1, queue, kick: Arc::default(), catch_up_queued: Arc::default() }, rx)
+        let conn = ConnHandle {
+            id,
+            session_id: 1,
+            queue,
+            kick: Arc::default(),
+            catch_up_queued: Arc::default(),
+            delivered: Arc::default(),
+        };
+        (conn, rx)
     }
 
     #[tokio::test]

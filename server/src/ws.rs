@@ -80,6 +80,7 @@ async fn run(state: AppState, session: Session, user: UserRecord, socket: WebSoc
     let (queue, queue_rx) = mpsc::channel(state.config.ws_queue_len.max(1));
     let kick = Arc::new(Kick::default());
     let catch_up_queued = Arc::new(AtomicBool::new(false));
+    let delivered = Arc::new(AtomicI64::new(0));
     let conn_id = next_conn_id();
     let user_id = user.id;
     let came_online = state
@@ -92,6 +93,7 @@ async fn run(state: AppState, session: Session, user: UserRecord, socket: WebSoc
                 queue: queue.clone(),
                 kick: kick.clone(),
                 catch_up_queued: catch_up_queued.clone(),
+                delivered: delivered.clone(),
             },
         )
         .await;
@@ -114,7 +116,16 @@ async fn run(state: AppState, session: Session, user: UserRecord, socket: WebSoc
                 }
             }
             let last_heard = Arc::new(AtomicI64::new(now_millis()));
-            let sender = Sender { state: state.clone(), conn_id, user_id, delivered: cursor, sink, catch_up_queued };
+            delivered.store(cursor, Ordering::Relaxed);
+            let sender = Sender {
+                state: state.clone(),
+                conn_id,
+                user_id,
+                delivered: cursor,
+                sink,
+                catch_up_queued,
+                delivered_shared: delivered,
+            };
             let receiver = Receiver {
                 state: state.clone(),
                 conn_id,
@@ -190,6 +201,8 @@ struct Sender {
     delivered: i64,
     sink: Sink,
     catch_up_queued: Arc<AtomicBool>,
+    /// `delivered`, for the relay to read.
+    delivered_shared: Arc<AtomicI64>,
 }
 
 impl Sender {
@@ -283,7 +296,7 @@ impl Sender {
             // An event's frame is the event itself (the `Event` variant is untagged).
             None => self.send(&*event).await?,
         }
-        self.delivered = pos;
+        self.set_delivered(pos);
         Ok(())
     }
 
@@ -302,10 +315,15 @@ impl Sender {
                 let pos = record.pos;
                 let event = chats::render_event(&self.state, self.user_id, record).await?;
                 self.send(&ServerFrame::Event(event)).await?;
-                self.delivered = pos;
+                self.set_delivered(pos);
             }
         }
         Ok(())
+    }
+
+    fn set_delivered(&mut self, pos: i64) {
+        self.delivered = pos;
+        self.delivered_shared.store(pos, Ordering::Relaxed);
     }
 
     /// Sends every stored event after the last one sent.
@@ -327,7 +345,7 @@ impl Sender {
                 let pos = record.pos;
                 let event = chats::render_event(&self.state, self.user_id, record).await?;
                 self.send(&ServerFrame::Event(event)).await?;
-                self.delivered = pos;
+                self.set_delivered(pos);
             }
             if !full_page {
                 return Ok(());

@@ -11,7 +11,11 @@
 //!     the publisher tells the affected users' connections, cluster-wide, to check once it can
 //!     publish again (too early for nodes still resubscribing; those are covered above);
 //!   - a resend that finds its message already committed has the members' connections check
-//!     (`chats::send`): the node that committed it may have died before publishing.
+//!     (`chats::send`): the node that committed it may have died before publishing;
+//!   - and as the net under all of these, once per presence TTL each node compares what its
+//!     connections were sent with their users' cursors in the store (one query per 500 users),
+//!     so an event a dead node committed but never published reaches every socket within the
+//!     TTL, even a read marker that nothing follows.
 //! - **Presence.** Per user, a sorted set of the nodes that hold a connection, each with an expiry
 //!   (Redis's clock). Nodes renew their claims every quarter of `PARLEY_PRESENCE_TTL_SECS`, with a
 //!   lifetime of half of it; a reaper on every node removes the claims of nodes whose heartbeat
@@ -58,6 +62,9 @@ pub enum Notice {
     WentOffline(i64),
     /// The subscription was down: broadcasts that ended some of these sessions may be lost.
     RecheckSessions(Vec<i64>),
+    /// Every connection here as `(user, connection, position sent)`, once per presence TTL: those
+    /// behind their user's cursor in the store catch up.
+    Sweep(Vec<(i64, ConnId, i64)>),
 }
 
 /// One item on the wire, as published.
@@ -268,7 +275,8 @@ impl RedisRelay {
         tokio::spawn(subscriber(Arc::downgrade(&shared), channel, node.clone(), notices.clone()));
         tokio::spawn(presence_worker(Arc::downgrade(&shared), node, life, presence_rx, notices.clone()));
         tokio::spawn(heartbeat(Arc::downgrade(&shared), life / 2));
-        tokio::spawn(reaper(Arc::downgrade(&shared), life / 2, notices));
+        tokio::spawn(reaper(Arc::downgrade(&shared), life / 2, notices.clone()));
+        tokio::spawn(sweeper(Arc::downgrade(&shared), presence_ttl, notices));
         let relay = RedisRelay { shared, publish, lost, online_script: redis::Script::new(ONLINE_SCRIPT) };
         (Arc::new(relay), notices_rx)
     }
@@ -618,6 +626,21 @@ async fn heartbeat(shared: Weak<Shared>, every: Duration) {
             }
         };
         wait.await;
+    }
+}
+
+/// Reports this node's connections and what they were sent, for the sweep (see the module).
+async fn sweeper(shared: Weak<Shared>, every: Duration, notices: mpsc::UnboundedSender<Notice>) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let Some(shared) = shared.upgrade() else { return };
+        let positions = shared.local.positions();
+        if !positions.is_empty() {
+            let _ = notices.send(Notice::Sweep(positions));
+        }
     }
 }
 

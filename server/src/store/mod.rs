@@ -364,6 +364,8 @@ pub trait Store: Send + Sync + 'static {
     async fn mark_read(&self, chat_id: i64, user_id: i64, up_to: i64, now: Millis) -> StoreResult<ReadOutcome>;
     /// The user's current cursor: the position of their newest event.
     async fn cursor(&self, user_id: i64) -> StoreResult<i64>;
+    /// `(user, cursor)` for each of the users.
+    async fn cursors(&self, user_ids: &[i64]) -> StoreResult<Vec<(i64, i64)>>;
     /// The user's events after `since`, oldest first.
     async fn events_since(&self, user_id: i64, since: i64, limit: i64) -> StoreResult<Vec<EventRecord>>;
     async fn set_last_seen(&self, user_id: i64, at: Millis) -> StoreResult<()>;

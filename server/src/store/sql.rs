@@ -589,6 +589,20 @@ macro_rules! impl_store {
                 Ok(pos)
             }
 
+            async fn cursors(&self, user_ids: &[i64]) -> StoreResult<Vec<(i64, i64)>> {
+                if user_ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let _timer = $crate::metrics::StoreTimer::start("cursors");
+                let mut query = sqlx::QueryBuilder::<$db>::new("SELECT id, last_event_pos FROM users WHERE id IN (");
+                let mut list = query.separated(", ");
+                for id in user_ids {
+                    list.push_bind(*id);
+                }
+                list.push_unseparated(")");
+                Ok(query.build_query_as::<(i64, i64)>().fetch_all(self.reader()).await?)
+            }
+
             #[tracing::instrument(skip_all)]
             async fn events_since(&self, user_id: i64, since: i64, limit: i64) -> StoreResult<Vec<EventRecord>> {
                 let _timer = $crate::metrics::StoreTimer::start("events_since");

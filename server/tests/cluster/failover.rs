@@ -276,3 +276,34 @@ async fn a_session_ended_while_redis_was_down_closes_its_sockets_on_other_nodes_
         "the revoked session's socket on node B is closed"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_a_node_never_published_reaches_the_other_nodes_within_the_ttl_with_nothing_after_it() {
+    let mut cluster = Cluster::start(1, &[]).await;
+    let nowhere = format!("redis://127.0.0.1:{}", crate::server_process::free_port());
+    let c = cluster.add_node_with(&[("PARLEY_REDIS_URL", nowhere.as_str())]).await;
+    let (a, c_url) = (cluster.url(0), cluster.url(c));
+    let ada = user(&a, "Ada").await;
+    let bo = user(&a, "Bo").await;
+    let chat = start_chat(&a, &bo.token, "Ada").await;
+    let mut bo_ws = Ws::connect(&a, &bo.token).await;
+    bo_ws.say(chat.id, &client_id(1), "read me").await;
+    let (_, message) = bo_ws.next_ack().await;
+
+    // Ada reads it on node C, which commits the marker but cannot publish it (no Redis there); no
+    // later event follows in Bo's stream to reveal the hole. The sweep of node A finds it.
+    let mut ada_ws = Ws::connect(&c_url, &ada.token).await;
+    ada_ws.send(&ClientFrame::Read { chat_id: chat.id, up_to: message.seq }).await;
+    let read_at = Instant::now();
+    let up_to = bo_ws
+        .next_matching("Ada's read marker", |f| match f {
+            ServerFrame::Event(Event::Read { user_id, up_to, .. }) if *user_id == ada.user.id => Some(*up_to),
+            _ => None,
+        })
+        .await;
+    let took = read_at.elapsed();
+    eprintln!("an unpublished read marker reached the other node's socket after {took:?} (TTL {PRESENCE_TTL_SECS} s)");
+    assert_eq!(up_to, message.seq);
+    assert!(took <= Duration::from_secs(PRESENCE_TTL_SECS + 1), "after {took:?}");
+    bo_ws.assert_stream_in_order("Bo on node A");
+}
