@@ -96,8 +96,10 @@ pub struct Config {
     /// Prefix of every Redis key and channel (`PARLEY_REDIS_PREFIX`), so that several clusters can
     /// share one Redis. Every node of a cluster must use the same.
     pub redis_prefix: String,
-    /// With Redis: the longest a node that died without a word keeps its users shown online
-    /// (`PARLEY_PRESENCE_TTL_SECS`). Nodes renew their claims four times per period.
+    /// With Redis: the longest a node that died without a word keeps its users shown online, and
+    /// the longest an event it committed but never published takes to reach the sockets of the
+    /// other nodes (`PARLEY_PRESENCE_TTL_SECS`). Nodes renew their claims four times per period
+    /// and compare their sockets with the store once per period.
     pub presence_ttl_secs: u64,
     /// Peers whose `X-Forwarded-For` names the client (`PARLEY_TRUSTED_PROXIES`): addresses or
     /// CIDR ranges, comma-separated, e.g. `127.0.0.1,10.0.0.0/8`. Anyone else's header is ignored.
