@@ -51,6 +51,9 @@ const RESUBSCRIBE_MAX: Duration = Duration::from_secs(5);
 /// A subscription that does not answer a ping this fast is taken for dead.
 const SUBSCRIPTION_PING_EVERY: Duration = Duration::from_secs(5);
 const SUBSCRIPTION_PING_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a connection waits for Redis's word on presence before going on without it: a Redis
+/// that accepts connections but does not answer must not hold up every new socket's `hello`.
+const PRESENCE_ANSWER_WAIT: Duration = Duration::from_millis(500);
 
 /// What the node must act on with the rest of the application (the store, announcements).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -291,9 +294,10 @@ impl RedisRelay {
         }
     }
 
-    /// Asks the presence queue, in order with the local change `then` runs with.
+    /// The presence queue's answer, if it comes in time. An answer that comes later is acted on
+    /// by the queue itself (see `presence_worker`).
     async fn presence_answer(rx: Option<oneshot::Receiver<Option<bool>>>) -> Option<bool> {
-        rx?.await.ok().flatten()
+        tokio::time::timeout(PRESENCE_ANSWER_WAIT, rx?).await.ok()?.ok().flatten()
     }
 }
 
@@ -583,7 +587,11 @@ async fn presence_worker(
                 }
                 match answer {
                     Answer::Reply(reply) => {
-                        let _ = reply.send(result);
+                        // The connection stopped waiting: it took the user as online already,
+                        // but a last release it did not hear of must still be announced.
+                        if reply.send(result).is_err() && op == 'r' && result == Some(true) {
+                            let _ = notices.send(Notice::WentOffline(user));
+                        }
                     }
                     Answer::Renewed if result == Some(true) => {
                         let _ = notices.send(Notice::CameOnline(user));

@@ -307,3 +307,33 @@ async fn an_event_a_node_never_published_reaches_the_other_nodes_within_the_ttl_
     assert!(took <= Duration::from_secs(PRESENCE_TTL_SECS + 1), "after {took:?}");
     bo_ws.assert_stream_in_order("Bo on node A");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_that_hangs_holds_up_no_socket_and_nobody_loses_anything() {
+    let redis = PrivateRedis::start().await;
+    let cluster = Cluster::start_on(2, &redis.url(), &[]).await;
+    let (a, b) = (cluster.url(0), cluster.url(1));
+    let ada = user(&a, "Ada").await;
+    let bo = user(&b, "Bo").await;
+    let chat = start_chat(&a, &ada.token, "Bo").await;
+    let mut bo_ws = Ws::connect(&b, &bo.token).await;
+
+    // Redis stops answering (its connections stay open). Connecting, sending and acknowledging
+    // go on at their usual pace, without waiting for it.
+    redis.pause();
+    let started = Instant::now();
+    let mut ada_ws = Ws::connect(&a, &ada.token).await;
+    for n in 0..5 {
+        ada_ws.say(chat.id, &client_id(n), &format!("m{n}")).await;
+        ada_ws.next_ack().await;
+    }
+    let took = started.elapsed();
+    eprintln!("with Redis hung: connected and 5 messages acknowledged in {took:?}");
+    assert!(took < Duration::from_secs(3), "{took:?}");
+
+    // It answers again: Bo gets everything, once, in order.
+    redis.resume();
+    let from_ada: Vec<String> = (0..5).map(client_id).collect();
+    receive_all(&mut bo_ws, &from_ada, Duration::from_secs(20), "Bo").await;
+    bo_ws.assert_stream_in_order("Bo on node B");
+}

@@ -65,6 +65,20 @@ impl PrivateRedis {
         }
     }
 
+    /// SIGSTOP: it keeps its connections and accepts new ones, but answers nothing (a hung Redis).
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        assert!(Command::new("kill").args([signal, &pid]).status().unwrap().success());
+    }
+
     pub async fn start_again(&mut self) {
         self.kill();
         self.spawn().await;
