@@ -120,9 +120,12 @@ impl Cache {
                         .await?;
                 }
                 CacheOp::Presence { user_id, online, last_seen } => {
+                    // Offline with no last seen means it is hidden from us (a block, a privacy
+                    // setting): the last seen we had goes too.
                     sqlx::query(
-                        "UPDATE chats SET friend_online = ?, friend_last_seen = COALESCE(?, friend_last_seen)
-                         WHERE friend_id = ?",
+                        "UPDATE chats SET friend_online = ?1,
+                                          friend_last_seen = CASE WHEN ?1 THEN friend_last_seen ELSE ?2 END
+                         WHERE friend_id = ?3",
                     )
                     .bind(online)
                     .bind(last_seen)
@@ -197,6 +200,7 @@ impl Cache {
                 unread_count: row.get("unread"),
                 read_up_to: row.get("read_up_to"),
                 friend_read_up_to: row.get("friend_read_up_to"),
+                blocked: row.get("blocked"),
             });
         }
         Ok(chats)
@@ -307,13 +311,15 @@ impl Cache {
 async fn put_chat(tx: &mut sqlx::SqliteConnection, chat: &Chat) -> CacheResult<()> {
     sqlx::query(
         "INSERT INTO chats (id, friend_id, friend_email, friend_name, friend_online, friend_last_seen,
-                            read_up_to, read_confirmed, friend_read_up_to, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9)
+                            read_up_to, read_confirmed, friend_read_up_to, created_at, blocked)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10)
          ON CONFLICT (id) DO UPDATE SET
              friend_email = excluded.friend_email,
              friend_name = excluded.friend_name,
              friend_online = excluded.friend_online,
-             friend_last_seen = COALESCE(excluded.friend_last_seen, chats.friend_last_seen),
+             -- The server's view: no last seen may mean that it is hidden from us now.
+             friend_last_seen = excluded.friend_last_seen,
+             blocked = excluded.blocked,
              read_up_to = MAX(chats.read_up_to, excluded.read_up_to),
              read_confirmed = MAX(chats.read_confirmed, excluded.read_confirmed),
              friend_read_up_to = MAX(chats.friend_read_up_to, excluded.friend_read_up_to)",
@@ -327,6 +333,7 @@ async fn put_chat(tx: &mut sqlx::SqliteConnection, chat: &Chat) -> CacheResult<(
     .bind(chat.read_up_to)
     .bind(chat.friend_read_up_to)
     .bind(crate::now_rfc3339())
+    .bind(chat.blocked)
     .execute(&mut *tx)
     .await?;
     if let Some(message) = &chat.last_message {

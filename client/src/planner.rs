@@ -280,6 +280,7 @@ mod tests {
             unread_count: 0,
             read_up_to: 0,
             friend_read_up_to: 0,
+            blocked: false,
         }
     }
 

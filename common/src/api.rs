@@ -154,3 +154,28 @@ pub struct PasswordResetRequest {
     #[cfg_attr(feature = "openapi", schema(min_length = 8))]
     pub new_password: String,
 }
+
+/// `POST /api/v1/blocks`: block someone you share a chat with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct BlockRequest {
+    pub user_id: i64,
+}
+
+/// Someone you have blocked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct BlockedUser {
+    pub user_id: i64,
+    pub email: String,
+    pub display_name: String,
+    /// When you blocked them (RFC 3339, UTC).
+    pub blocked_at: String,
+}
+
+/// `GET /api/v1/blocks`: the people you have blocked, most recent first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct BlockList {
+    pub blocked: Vec<BlockedUser>,
+}

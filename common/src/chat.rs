@@ -44,6 +44,10 @@ pub struct Chat {
     pub read_up_to: i64,
     /// The `seq` up to which the friend has read.
     pub friend_read_up_to: i64,
+    /// You have blocked the friend: their messages are refused and they do not see your presence.
+    /// (Absent from older servers.)
+    #[serde(default)]
+    pub blocked: bool,
 }
 
 /// `POST /api/v1/chats`.

@@ -111,7 +111,8 @@ pub struct ChatArgs {
 /// commands take the REST bodies: `update_profile` a `ProfileUpdate` (→ `User`),
 /// `change_password` a `PasswordChange`, `forgot_password` a `ForgotPasswordRequest`
 /// (→ `PasswordResetPending`), `reset_password` a `PasswordResetRequest` (→ `User`, logged in);
-/// `sessions` (→ `SessionList`) and `revoke_other_sessions` take no argument.
+/// `sessions` (→ `SessionList`) and `revoke_other_sessions` take no argument. `block` and
+/// `unblock` take a `BlockRequest` (the friend's `user_id`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionArgs {
     pub session_id: i64,

@@ -27,27 +27,32 @@ pub fn message_view(m: &MessageRecord) -> Message {
     }
 }
 
-/// A chat as the member sees it; `friend_online` from the relay (see [`chat_views`]).
+/// A chat as the member sees it; `friend_online` from the relay (see [`chat_views`]). A friend
+/// whose presence the member may not see is offline with no last seen, whatever the truth.
 pub fn chat_view(c: ChatSummary, friend_online: bool) -> Chat {
+    let visible = c.friend_presence_visible;
     Chat {
         id: c.chat_id,
         friend: Friend {
             id: c.friend_id,
             email: c.friend_email,
             display_name: c.friend_display_name,
-            online: friend_online,
-            last_seen: c.friend_last_seen_at.map(rfc3339),
+            online: visible && friend_online,
+            last_seen: c.friend_last_seen_at.filter(|_| visible).map(rfc3339),
         },
         last_message: c.last_message.as_ref().map(message_view),
         unread_count: c.unread_count,
         read_up_to: c.read_up_to,
         friend_read_up_to: c.friend_read_up_to,
+        blocked: c.blocked,
     }
 }
 
-/// Chats with their friends' presence, asked of the relay in one go.
+/// Chats with their friends' presence, asked of the relay in one go. Every rendering of a chat
+/// (the list, `chat_created` live and in `sync`) goes through here, so presence privacy is decided
+/// in one place, per viewer, from the database: it holds on every node of a cluster.
 pub async fn chat_views(state: &AppState, chats: Vec<ChatSummary>) -> Vec<Chat> {
-    let friends: Vec<i64> = chats.iter().map(|c| c.friend_id).collect();
+    let friends: Vec<i64> = chats.iter().filter(|c| c.friend_presence_visible).map(|c| c.friend_id).collect();
     let online = state.relay.online(&friends).await;
     chats
         .into_iter()
@@ -235,6 +240,9 @@ pub async fn send(
             Err(SendError { code: "client_id_reused", message: "this client_id was used for another message".into() })
         }
         SendOutcome::NotMember => Err(ApiError::ChatNotFound.into()),
+        // Deliberately the very answer a chat one is not in gets: being blocked must not show.
+        SendOutcome::Blocked { by_sender: false } => Err(ApiError::ChatNotFound.into()),
+        SendOutcome::Blocked { by_sender: true } => Err(ApiError::YouBlocked.into()),
     }
 }
 
@@ -260,16 +268,52 @@ pub async fn typing(state: &AppState, user_id: i64, chat_id: i64) -> ApiResult<(
         return Err(ApiError::ChatNotFound);
     }
     for member in members.into_iter().filter(|m| *m != user_id) {
+        // Dropped without a word across a block, either way: typing shows that one is there.
+        if state.store.blocked_either_way(user_id, member).await? {
+            continue;
+        }
         state.relay.deliver(member, Outbound::frame(ServerFrame::Typing { chat_id, user_id }), None);
     }
     Ok(())
 }
 
-/// Tells the user's friends that they came online or went offline.
+/// Tells the user's friends that they came online or went offline: those who may see it (see
+/// `Store::presence_pairs`); to the others the user stays offline with no last seen.
 pub async fn announce_presence(state: &AppState, user_id: i64, online: bool, last_seen: Option<i64>) -> ApiResult<()> {
     let frame = Outbound::frame(ServerFrame::Presence { user_id, online, last_seen: last_seen.map(rfc3339) });
-    for friend in state.store.friend_ids(user_id).await? {
-        state.relay.deliver(friend, frame.clone(), None);
+    for pair in state.store.presence_pairs(user_id).await? {
+        if pair.friend_sees_me {
+            state.relay.deliver(pair.friend_id, frame.clone(), None);
+        }
+    }
+    Ok(())
+}
+
+/// After a change of who may see whom (a block, a first message, the hide setting): tells the
+/// user's friends (or only `only`) how the user looks to them now, and the user how they look.
+/// Someone whose presence one may not see is sent as offline with no last seen.
+pub async fn refresh_presence(state: &AppState, user_id: i64, only: Option<i64>) -> ApiResult<()> {
+    let pairs: Vec<_> = state
+        .store
+        .presence_pairs(user_id)
+        .await?
+        .into_iter()
+        .filter(|p| only.is_none_or(|friend| friend == p.friend_id))
+        .collect();
+    if pairs.is_empty() {
+        return Ok(());
+    }
+    let mut asked: Vec<i64> = pairs.iter().map(|p| p.friend_id).collect();
+    asked.push(user_id);
+    let online = state.relay.online(&asked).await;
+    let frame = |subject: i64, visible: bool, last_seen: Option<i64>| {
+        let on = visible && online.contains(&subject);
+        let last_seen = last_seen.filter(|_| visible && !on).map(rfc3339);
+        Outbound::frame(ServerFrame::Presence { user_id: subject, online: on, last_seen })
+    };
+    for pair in &pairs {
+        state.relay.deliver(pair.friend_id, frame(user_id, pair.friend_sees_me, pair.my_last_seen_at), None);
+        state.relay.deliver(user_id, frame(pair.friend_id, pair.i_see_friend, pair.friend_last_seen_at), None);
     }
     Ok(())
 }

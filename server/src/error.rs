@@ -62,6 +62,9 @@ pub enum ApiError {
     UserNotFound,
     #[error("no such chat")]
     ChatNotFound,
+    /// A send to someone the sender has blocked (told only to the blocker, who knows anyway).
+    #[error("you have blocked this person; unblock them to write to them")]
+    YouBlocked,
     #[error("mail could not be sent; try again later")]
     MailUnavailable,
     /// The database is away or cannot write; nothing is wrong with the request. The detail
@@ -95,7 +98,7 @@ impl ApiError {
             UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             EmailTaken => StatusCode::CONFLICT,
-            SignupClosed | EmailNotVerified | ForbiddenOrigin => StatusCode::FORBIDDEN,
+            SignupClosed | EmailNotVerified | ForbiddenOrigin | YouBlocked => StatusCode::FORBIDDEN,
             SignupNotFound | NotFound | UserNotFound | ChatNotFound => StatusCode::NOT_FOUND,
             CodeExpired | CodeAttemptsExhausted | TooManyCodes => StatusCode::GONE,
             ResendTooSoon { .. } | RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -130,6 +133,7 @@ impl ApiError {
             NotFound => "not_found",
             UserNotFound => "user_not_found",
             ChatNotFound => "chat_not_found",
+            YouBlocked => "you_blocked",
             MailUnavailable => "mail_unavailable",
             ApiError::Unavailable(crate::store::Unavailable::Full(_)) => "storage_full",
             ApiError::Unavailable(_) => "unavailable",

@@ -17,6 +17,7 @@ pub mod domain;
 pub mod error;
 pub mod mail;
 pub mod metrics;
+pub mod privacy;
 pub mod ratelimit;
 pub mod relay;
 pub mod routes;

@@ -132,6 +132,11 @@ pub enum Action {
         up_to: i64,
     },
     Queued(Pending),
+    /// We blocked (or unblocked) this user.
+    BlockChanged {
+        user_id: i64,
+        blocked: bool,
+    },
     Incoming(Incoming),
     /// Clears typing notices older than `now`.
     ExpireTyping {
@@ -223,6 +228,11 @@ impl State {
                     self.pending.push(pending);
                 }
             }
+            Action::BlockChanged { user_id, blocked } => {
+                for chat in self.chats.iter_mut().filter(|c| c.friend.id == user_id) {
+                    chat.blocked = blocked;
+                }
+            }
             Action::Incoming(incoming) => self.apply_incoming(incoming),
             Action::ExpireTyping { now } => self.typing.retain(|_, (_, until)| *until > now),
         }
@@ -250,7 +260,8 @@ impl State {
             Incoming::Presence { user_id, online, last_seen } => {
                 for chat in self.chats.iter_mut().filter(|c| c.friend.id == user_id) {
                     chat.friend.online = online;
-                    if last_seen.is_some() {
+                    // Offline with no last seen: it is not ours to see (any more).
+                    if !online {
                         chat.friend.last_seen = last_seen.clone();
                     }
                 }
@@ -304,6 +315,7 @@ impl State {
         match self.chats.iter().position(|c| c.id == chat.id) {
             Some(i) => {
                 self.chats[i].friend = chat.friend;
+                self.chats[i].blocked = chat.blocked;
                 if to_top {
                     let existing = self.chats.remove(i);
                     self.chats.insert(0, existing);
@@ -408,6 +420,7 @@ mod tests {
             unread_count: 0,
             read_up_to: 0,
             friend_read_up_to: 0,
+            blocked: false,
         }
     }
 
@@ -521,6 +534,21 @@ mod tests {
         }));
         assert!(!state.chat(20).unwrap().friend.online);
         assert_eq!(state.chat(20).unwrap().friend.last_seen.as_deref(), Some("2026-11-25T10:00:00Z"));
+        // Hidden from us now (a block, a privacy setting): no last seen either.
+        state.apply(Action::Incoming(Incoming::Presence { user_id: 3, online: false, last_seen: None }));
+        assert_eq!(state.chat(20).unwrap().friend.last_seen, None);
+    }
+
+    #[test]
+    fn blocking_marks_every_chat_with_that_friend_and_a_fresh_list_keeps_it() {
+        let mut state = logged_in_with_chats();
+        state.apply(Action::BlockChanged { user_id: 3, blocked: true });
+        assert!(state.chat(20).unwrap().blocked);
+        assert!(!state.chat(10).unwrap().blocked);
+        let mut fresh = chat(20, 3);
+        fresh.blocked = false;
+        state.apply(Action::ChatsLoaded(vec![fresh]));
+        assert!(!state.chat(20).unwrap().blocked, "the server's word wins");
     }
 
     #[test]

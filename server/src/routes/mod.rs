@@ -23,6 +23,7 @@ use crate::{error::ApiError, state::AppState};
 pub mod auth;
 pub mod chats;
 pub mod instance;
+pub mod privacy;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -32,6 +33,7 @@ pub mod instance;
         auth::sessions, auth::revoke_session, auth::revoke_others,
         instance::instance, instance::healthz,
         chats::start_chat, chats::list_chats, chats::history, chats::sync, crate::ws::upgrade,
+        privacy::block, privacy::unblock, privacy::blocks,
     ),
     modifiers(&SessionAuth, &RejectionResponses),
 )]
@@ -147,6 +149,7 @@ pub fn router(state: AppState) -> Router {
         .merge(auth::router())
         .merge(instance::router())
         .merge(chats::router())
+        .merge(privacy::router())
         .route("/api/v1/openapi.json", get(openapi_json))
         .route("/metrics", get(crate::metrics::serve))
         .route("/api/{*rest}", any(not_found));

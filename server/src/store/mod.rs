@@ -249,6 +249,31 @@ pub struct ChatSummary {
     pub unread_count: i64,
     pub read_up_to: i64,
     pub friend_read_up_to: i64,
+    /// The member has blocked the friend.
+    pub blocked: bool,
+    /// The member may see the friend's presence and last seen.
+    pub friend_presence_visible: bool,
+}
+
+/// How presence shows between a user and one friend (someone they share a chat with).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct PresencePair {
+    pub friend_id: i64,
+    /// The friend may see the user's presence and last seen.
+    pub friend_sees_me: bool,
+    /// The user may see the friend's.
+    pub i_see_friend: bool,
+    pub my_last_seen_at: Option<Millis>,
+    pub friend_last_seen_at: Option<Millis>,
+}
+
+/// Someone the user has blocked.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct BlockedRow {
+    pub user_id: i64,
+    pub email: String,
+    pub display_name: String,
+    pub created_at: Millis,
 }
 
 /// A position in one user's event stream, handed out by a write.
@@ -299,6 +324,8 @@ pub enum SendOutcome {
     ClientIdReused,
     /// No such chat, or the sender is not a member.
     NotMember,
+    /// One member has blocked the other; nothing is stored. `by_sender` when the sender did.
+    Blocked { by_sender: bool },
 }
 
 #[derive(Debug, Clone)]
@@ -353,6 +380,10 @@ pub trait Store: Send + Sync + 'static {
     async fn member_ids(&self, chat_id: i64) -> StoreResult<Vec<i64>>;
     /// Everyone who shares a chat with the user.
     async fn friend_ids(&self, user_id: i64) -> StoreResult<Vec<i64>>;
+    /// The chat of two users, if they have one.
+    async fn chat_between(&self, a: i64, b: i64) -> StoreResult<Option<i64>>;
+    /// How presence shows between the user and each friend.
+    async fn presence_pairs(&self, user_id: i64) -> StoreResult<Vec<PresencePair>>;
     /// Messages with `seq < before`, newest first.
     async fn messages_before(&self, chat_id: i64, before: i64, limit: i64) -> StoreResult<Vec<MessageRecord>>;
     /// Stores messages exactly once per `(sender, client_id)`, each with its chat's next `seq` and
@@ -394,6 +425,14 @@ pub trait Store: Send + Sync + 'static {
     /// In one transaction: the reset is used up, the password replaced, and every session of the
     /// user revoked (their ids returned, so their sockets can be closed).
     async fn complete_password_reset(&self, id: &str, password_hash: &str, now: Millis) -> StoreResult<Vec<i64>>;
+
+    /// Blocks a user (blocking again changes nothing).
+    async fn block(&self, blocker_id: i64, blocked_id: i64, now: Millis) -> StoreResult<()>;
+    async fn unblock(&self, blocker_id: i64, blocked_id: i64) -> StoreResult<()>;
+    /// The users `blocker_id` has blocked, most recent first.
+    async fn blocked_users(&self, blocker_id: i64) -> StoreResult<Vec<BlockedRow>>;
+    /// Whether either of the two has blocked the other.
+    async fn blocked_either_way(&self, a: i64, b: i64) -> StoreResult<bool>;
 
     /// Deletes expired or revoked sessions and signups created before `signups_before`.
     async fn purge(&self, now: Millis, signups_before: Millis) -> StoreResult<u64>;

@@ -99,16 +99,29 @@ macro_rules! impl_store {
                     .map(|m| ((m.sender_id, m.client_id.clone()), m))
                     .collect();
 
-                // Members of every chat in the batch.
-                let mut query = QueryBuilder::<$db>::new("SELECT chat_id, user_id FROM chat_members WHERE chat_id IN (");
+                // Members of every chat in the batch, each with whether they block the other
+                // member: a block holds back a message inside the transaction that would store it.
+                let mut query = QueryBuilder::<$db>::new(
+                    "SELECT cm.chat_id, cm.user_id,
+                            EXISTS (SELECT 1 FROM blocks b JOIN chat_members o ON o.user_id = b.blocked_id
+                                    WHERE b.blocker_id = cm.user_id AND o.chat_id = cm.chat_id
+                                      AND o.user_id <> cm.user_id) AS blocks_friend
+                     FROM chat_members cm WHERE cm.chat_id IN (",
+                );
                 let mut list = query.separated(", ");
                 for m in batch {
                     list.push_bind(m.chat_id);
                 }
-                list.push_unseparated(") ORDER BY user_id");
+                list.push_unseparated(") ORDER BY cm.user_id");
                 let mut members: HashMap<i64, Vec<i64>> = HashMap::new();
-                for (chat_id, user_id) in query.build_query_as::<(i64, i64)>().fetch_all(&mut *tx).await? {
+                let mut blockers: std::collections::HashSet<(i64, i64)> = std::collections::HashSet::new();
+                for (chat_id, user_id, blocks_friend) in
+                    query.build_query_as::<(i64, i64, bool)>().fetch_all(&mut *tx).await?
+                {
                     members.entry(chat_id).or_default().push(user_id);
+                    if blocks_friend {
+                        blockers.insert((chat_id, user_id));
+                    }
                 }
 
                 let mut first_in_batch: HashMap<(i64, &str), usize> = HashMap::new();
@@ -131,11 +144,17 @@ macro_rules! impl_store {
                         repeats.push((i, first));
                     } else {
                         first_in_batch.insert((m.sender_id, m.client_id.as_str()), i);
-                        if members.get(&m.chat_id).is_some_and(|list| list.contains(&m.sender_id)) {
-                            by_chat.entry(m.chat_id).or_default().push(i);
+                        let chat_members = members.get(&m.chat_id).map(Vec::as_slice).unwrap_or_default();
+                        outcomes[i] = if !chat_members.contains(&m.sender_id) {
+                            Some(SendOutcome::NotMember)
+                        } else if blockers.contains(&(m.chat_id, m.sender_id)) {
+                            Some(SendOutcome::Blocked { by_sender: true })
+                        } else if chat_members.iter().any(|u| blockers.contains(&(m.chat_id, *u))) {
+                            Some(SendOutcome::Blocked { by_sender: false })
                         } else {
-                            outcomes[i] = Some(SendOutcome::NotMember);
-                        }
+                            by_chat.entry(m.chat_id).or_default().push(i);
+                            None
+                        };
                     }
                 }
 
@@ -216,6 +235,9 @@ macro_rules! impl_store {
                             SendOutcome::Duplicate { message: message.clone(), cursor }
                         }
                         Some(SendOutcome::NotMember) if m.chat_id == original.chat_id => SendOutcome::NotMember,
+                        Some(SendOutcome::Blocked { by_sender }) if m.chat_id == original.chat_id => {
+                            SendOutcome::Blocked { by_sender: *by_sender }
+                        }
                         _ => SendOutcome::ClientIdReused,
                     });
                 }
@@ -521,6 +543,37 @@ macro_rules! impl_store {
             }
 
             #[tracing::instrument(skip_all)]
+            async fn chat_between(&self, a: i64, b: i64) -> StoreResult<Option<i64>> {
+                let pair_key = format!("{}:{}", a.min(b), a.max(b));
+                let row: Option<(i64,)> = sqlx::query_as("SELECT id FROM chats WHERE pair_key = $1")
+                    .bind(pair_key)
+                    .fetch_optional(self.reader())
+                    .await?;
+                Ok(row.map(|(id,)| id))
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn presence_pairs(&self, user_id: i64) -> StoreResult<Vec<PresencePair>> {
+                let _timer = $crate::metrics::StoreTimer::start("presence_pairs");
+                Ok(sqlx::query_as::<$db, PresencePair>(
+                    "SELECT o.user_id AS friend_id,
+                            NOT EXISTS (SELECT 1 FROM blocks b WHERE b.blocker_id = me.user_id AND b.blocked_id = o.user_id)
+                                AS friend_sees_me,
+                            NOT EXISTS (SELECT 1 FROM blocks b WHERE b.blocker_id = o.user_id AND b.blocked_id = me.user_id)
+                                AS i_see_friend,
+                            mu.last_seen_at AS my_last_seen_at, fu.last_seen_at AS friend_last_seen_at
+                     FROM chat_members me
+                     JOIN chat_members o ON o.chat_id = me.chat_id AND o.user_id <> me.user_id
+                     JOIN users mu ON mu.id = me.user_id
+                     JOIN users fu ON fu.id = o.user_id
+                     WHERE me.user_id = $1",
+                )
+                .bind(user_id)
+                .fetch_all(self.reader())
+                .await?)
+            }
+
+            #[tracing::instrument(skip_all)]
             async fn messages_before(&self, chat_id: i64, before: i64, limit: i64) -> StoreResult<Vec<MessageRecord>> {
                 let _timer = $crate::metrics::StoreTimer::start("messages_before");
                 Ok(sqlx::query_as::<$db, MessageRecord>(
@@ -802,6 +855,55 @@ macro_rules! impl_store {
             }
 
             #[tracing::instrument(skip_all)]
+            async fn block(&self, blocker_id: i64, blocked_id: i64, now: Millis) -> StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO blocks (blocker_id, blocked_id, created_at) VALUES ($1, $2, $3)
+                     ON CONFLICT (blocker_id, blocked_id) DO NOTHING",
+                )
+                .bind(blocker_id)
+                .bind(blocked_id)
+                .bind(now)
+                .execute(self.writer())
+                .await?;
+                Ok(())
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn unblock(&self, blocker_id: i64, blocked_id: i64) -> StoreResult<()> {
+                sqlx::query("DELETE FROM blocks WHERE blocker_id = $1 AND blocked_id = $2")
+                    .bind(blocker_id)
+                    .bind(blocked_id)
+                    .execute(self.writer())
+                    .await?;
+                Ok(())
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn blocked_users(&self, blocker_id: i64) -> StoreResult<Vec<BlockedRow>> {
+                Ok(sqlx::query_as::<$db, BlockedRow>(
+                    "SELECT u.id AS user_id, u.email, u.display_name, b.created_at
+                     FROM blocks b JOIN users u ON u.id = b.blocked_id
+                     WHERE b.blocker_id = $1 ORDER BY b.created_at DESC, u.id DESC",
+                )
+                .bind(blocker_id)
+                .fetch_all(self.reader())
+                .await?)
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn blocked_either_way(&self, a: i64, b: i64) -> StoreResult<bool> {
+                let row: Option<(i64,)> = sqlx::query_as(
+                    "SELECT blocker_id FROM blocks
+                     WHERE (blocker_id = $1 AND blocked_id = $2) OR (blocker_id = $2 AND blocked_id = $1)",
+                )
+                .bind(a)
+                .bind(b)
+                .fetch_optional(self.reader())
+                .await?;
+                Ok(row.is_some())
+            }
+
+            #[tracing::instrument(skip_all)]
             async fn purge(&self, now: Millis, signups_before: Millis) -> StoreResult<u64> {
                 let mut tx = self.writer().begin().await?;
                 let sessions = sqlx::query("DELETE FROM sessions WHERE expires_at < $1 OR revoked_at IS NOT NULL")
@@ -843,6 +945,9 @@ macro_rules! chat_query {
             "SELECT c.id AS chat_id, me.read_up_to, other.read_up_to AS friend_read_up_to,
                     u.id AS friend_id, u.email AS friend_email, u.display_name AS friend_display_name,
                     u.last_seen_at AS friend_last_seen_at,
+                    EXISTS (SELECT 1 FROM blocks b WHERE b.blocker_id = $1 AND b.blocked_id = u.id) AS blocked,
+                    NOT EXISTS (SELECT 1 FROM blocks b WHERE b.blocker_id = u.id AND b.blocked_id = $1)
+                        AS friend_presence_visible,
                     (SELECT COUNT(*) FROM messages x
                      WHERE x.chat_id = c.id AND x.seq > me.read_up_to AND x.sender_id <> $1) AS unread_count,
                     lm.id AS m_id, lm.seq AS m_seq, lm.sender_id AS m_sender_id, lm.client_id AS m_client_id,
@@ -893,6 +998,8 @@ pub(crate) struct ChatRow {
     friend_email: String,
     friend_display_name: String,
     friend_last_seen_at: Option<i64>,
+    blocked: bool,
+    friend_presence_visible: bool,
     unread_count: i64,
     #[sqlx(flatten)]
     last_message: JoinedMessage,
@@ -910,6 +1017,8 @@ impl ChatRow {
             unread_count: self.unread_count,
             read_up_to: self.read_up_to,
             friend_read_up_to: self.friend_read_up_to,
+            blocked: self.blocked,
+            friend_presence_visible: self.friend_presence_visible,
         }
     }
 }

@@ -56,7 +56,7 @@ async fn call(
 async fn every_route_answers_each_kind_of_caller_as_it_should(backend: Backend) {
     let app = spawn_open(backend, |_| {}).await;
     let ada = app.user("Ada").await;
-    app.user("Bo").await;
+    let bo = app.user("Bo").await;
     let eve = app.user("Eve").await;
     let chat = app.chat(&ada, "bo@example.org").await;
     let expired = expired_token(&app, ada.user.id).await;
@@ -78,6 +78,9 @@ async fn every_route_answers_each_kind_of_caller_as_it_should(backend: Backend) 
             "/api/v1/me/password".into(),
             Some(json!({"current_password": "a good password", "new_password": "a good password"})),
         ),
+        (Method::GET, "/api/v1/blocks".into(), None),
+        (Method::POST, "/api/v1/blocks".into(), Some(json!({"user_id": bo.user.id}))),
+        (Method::DELETE, format!("/api/v1/blocks/{}", bo.user.id), None),
         (Method::POST, "/api/v1/auth/logout".into(), None),
     ];
     for (method, path, body) in &routes {

@@ -203,6 +203,15 @@ impl TestApp {
         response.json::<parley_common::Chat>().await.unwrap().id
     }
 
+    /// A call with a session and an optional JSON body.
+    pub async fn call(&self, method: reqwest::Method, path: &str, token: &str, body: Option<Value>) -> Response {
+        let mut request = self.client.request(method, self.at(path)).bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.unwrap()
+    }
+
     pub async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str, token: &str) -> T {
         let response = self.get_with_token(path, token).await;
         assert_eq!(response.status(), StatusCode::OK, "GET {path}");

@@ -1,6 +1,7 @@
 //! Integration tests: a real server per test, real HTTP, real SMTP, on SQLite and on Postgres.
 mod accounts;
 mod authz;
+mod blocking;
 mod chats;
 mod fuzz;
 mod helpers;

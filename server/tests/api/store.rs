@@ -41,7 +41,9 @@ async fn a_batch_stores_each_message_once_with_gapless_positions(backend: Backen
     ];
     let outcomes = store.send_messages(&batch).await.unwrap();
     assert_eq!(outcomes.len(), batch.len());
-    let SendOutcome::Created { message: one, events: one_events } = &outcomes[0] else { panic!("{:?}", outcomes[0]) };
+    let SendOutcome::Created { message: one, events: one_events, .. } = &outcomes[0] else {
+        panic!("{:?}", outcomes[0])
+    };
     assert_eq!(one.seq, 1);
     let SendOutcome::Created { message: to_cy, .. } = &outcomes[1] else { panic!("{:?}", outcomes[1]) };
     assert_eq!(to_cy.seq, 1, "seq counts per chat");

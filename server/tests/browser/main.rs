@@ -120,16 +120,6 @@ async fn the_seed_walkthrough_in_two_browsers() {
     bo.shot("chat-appeared").await;
     assert_eq!(ada.text("#new-chat-error").await, "", "the error is gone");
 
-    // The friend's name is green while they are online.
-    let bo_online = format!("{} .name.online", chat_with("bo@example.org"));
-    ada.find(&bo_online).await;
-    ada.shot("friend-online").await;
-    bo.goto("about:blank").await;
-    ada.until("Bo shown offline", || async { ada.count(&bo_online).await == 0 }).await;
-    ada.shot("friend-offline").await;
-    bo.goto(&server.url()).await;
-    ada.find(&bo_online).await;
-
     // Bo looks at another chat (with Cy) when Ada writes: a blue dot on Ada's chat.
     bo.fill("#new-chat-email", "cy@example.org").await;
     bo.click("#new-chat-submit").await;
@@ -158,6 +148,18 @@ async fn the_seed_walkthrough_in_two_browsers() {
     bo.find("#composer-text").await.send_keys("\u{E007}").await.unwrap();
     ada.until_text(".message.theirs .body", "Hi Ada").await;
     assert_eq!(bo.find("#composer-text").await.prop("value").await.unwrap().as_deref(), Some(""), "Enter sent it");
+
+    // The friend's name is green while they are online: Bo has written to Ada, so she may see it
+    // (Bo sees Ada's since she started the chat); nobody sees a presence for merely being found.
+    let bo_online = format!("{} .name.online", chat_with("bo@example.org"));
+    ada.find(&bo_online).await;
+    ada.shot("friend-online").await;
+    bo.find(&format!("{} .name.online", chat_with("ada@example.org"))).await;
+    bo.goto("about:blank").await;
+    ada.until("Bo shown offline", || async { ada.count(&bo_online).await == 0 }).await;
+    ada.shot("friend-offline").await;
+    bo.goto(&server.url()).await;
+    ada.find(&bo_online).await;
 
     // A reload keeps the session and the history.
     bo.client.refresh().await.unwrap();
@@ -351,4 +353,83 @@ async fn a_forgotten_password_is_reset_with_a_mailed_code() {
     ada.click("#login-submit").await;
     ada.find("#no-chats").await;
     ada.close().await;
+}
+
+/// Logs in through the UI and waits for the chat page.
+async fn log_in(browser: &mut Browser, server: &ServerProcess, email: &str) {
+    browser.goto(&server.url()).await;
+    browser.fill("#login-email", email).await;
+    browser.fill("#login-password", PASSWORD).await;
+    browser.click("#login-submit").await;
+    browser.find(".chat-page").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocking_a_user_stops_their_messages() {
+    let smtp = SmtpSink::start().await;
+    let ui_dir = harness::workspace_root().join("ui/dist").display().to_string();
+    let smtp_url = smtp.url();
+    let server = ServerProcess::start(&[("PARLEY_UI_DIR", &ui_dir), ("PARLEY_SMTP_URL", &smtp_url)]).await;
+    let driver = Driver::start().await;
+    sign_up_by_api(&server, &smtp, "ada@example.org", "Ada").await;
+    let bo_token = sign_up_by_api(&server, &smtp, "bo@example.org", "Bo").await;
+    // Bo starts the chat and writes first.
+    let chat = reqwest::Client::new()
+        .post(format!("{}/api/v1/chats", server.url()))
+        .bearer_auth(&bo_token)
+        .json(&serde_json::json!({"email": "ada@example.org"}))
+        .send()
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    send_messages(&server, &bo_token, chat["id"].as_i64().unwrap(), 1).await;
+
+    let mut ada = driver.browser("ada-blocks").await;
+    let mut bo = driver.browser("bo-blocked").await;
+    log_in(&mut ada, &server, "ada@example.org").await;
+    log_in(&mut bo, &server, "bo@example.org").await;
+    ada.click(&chat_with("bo@example.org")).await;
+    ada.until_text(".message.theirs .body", "note 0").await;
+
+    // Block, after a confirmation; the chat is marked, and Ada's composer gives way to a note.
+    ada.click("#block-friend").await;
+    ada.until_text(".confirm", "They will not be able to write to you").await;
+    ada.shot("block-confirm").await;
+    ada.click("#confirm-block").await;
+    ada.find(&format!("{} .blocked-badge", chat_with("bo@example.org"))).await;
+    ada.until_text("#blocked-note", "You blocked Bo").await;
+    ada.until_text(".conversation-header .status", "Blocked").await;
+    assert_eq!(ada.count("#composer-text").await, 0, "nothing to write with while blocked");
+    ada.shot("blocked").await;
+
+    // Bo writes: his message fails like any failed delivery and never reaches Ada.
+    bo.click(&chat_with("ada@example.org")).await;
+    bo.fill("#composer-text", "Why so quiet?").await;
+    bo.click("#composer-send").await;
+    bo.until_text(".message.failed .meta", "Not sent").await;
+    assert_eq!(bo.count(&format!("{} .blocked-badge", chat_with("ada@example.org"))).await, 0, "Bo is not told");
+    bo.shot("blocked-send-failed").await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(ada.count(".message.theirs").await, 1, "only the message from before the block");
+    assert!(!ada.text(".messages").await.contains("Why so quiet?"));
+    ada.client.refresh().await.unwrap();
+    ada.click(&chat_with("bo@example.org")).await;
+    ada.until_text(".message.theirs .body", "note 0").await;
+    assert!(!ada.text(".messages").await.contains("Why so quiet?"), "not stored either");
+    ada.find(&format!("{} .blocked-badge", chat_with("bo@example.org"))).await;
+
+    // Unblock, likewise confirmed: Bo's next message arrives.
+    ada.click("#unblock-friend").await;
+    ada.click("#confirm-block").await;
+    ada.find("#composer-text").await;
+    assert_eq!(ada.count(".blocked-badge").await, 0);
+    bo.fill("#composer-text", "Better now?").await;
+    bo.click("#composer-send").await;
+    ada.until("the message after unblocking arrived", || async { ada.text(".messages").await.contains("Better now?") })
+        .await;
+    ada.shot("unblocked").await;
+    ada.close().await;
+    bo.close().await;
 }

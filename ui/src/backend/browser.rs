@@ -5,9 +5,9 @@ use std::{cell::RefCell, collections::BTreeMap, rc::Rc};
 
 use gloo_timers::callback::{Interval, Timeout};
 use parley_common::{
-    ws::close, AuthResponse, Chat, ChatList, ClientFrame, ErrorBody, ForgotPasswordRequest, InstanceInfo, MessagePage,
-    PasswordChange, PasswordResetPending, PasswordResetRequest, ProfileUpdate, ServerFrame, SessionList, SignupPending,
-    User,
+    ws::close, AuthResponse, BlockRequest, Chat, ChatList, ClientFrame, ErrorBody, ForgotPasswordRequest, InstanceInfo,
+    MessagePage, PasswordChange, PasswordResetPending, PasswordResetRequest, ProfileUpdate, ServerFrame, SessionList,
+    SignupPending, User,
 };
 use serde::{de::DeserializeOwned, Serialize};
 use wasm_bindgen::{closure::Closure, JsCast, JsValue};
@@ -442,6 +442,20 @@ impl Backend for BrowserBackend {
     fn revoke_other_sessions(&self) -> LocalFuture<'_, UiResult<()>> {
         Box::pin(async {
             call::<serde_json::Value>("DELETE", "/api/v1/sessions/others", None::<&()>).await?;
+            Ok(())
+        })
+    }
+
+    fn block(&self, user_id: i64) -> LocalFuture<'_, UiResult<()>> {
+        Box::pin(async move {
+            call::<serde_json::Value>("POST", "/api/v1/blocks", Some(&BlockRequest { user_id })).await?;
+            Ok(())
+        })
+    }
+
+    fn unblock(&self, user_id: i64) -> LocalFuture<'_, UiResult<()>> {
+        Box::pin(async move {
+            call::<serde_json::Value>("DELETE", &format!("/api/v1/blocks/{user_id}"), None::<&()>).await?;
             Ok(())
         })
     }

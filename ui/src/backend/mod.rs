@@ -156,6 +156,10 @@ pub trait Backend {
     fn revoke_session(&self, session_id: i64) -> LocalFuture<'_, UiResult<()>>;
     fn revoke_other_sessions(&self) -> LocalFuture<'_, UiResult<()>>;
 
+    /// Blocks a friend: their messages are refused and they stop seeing our presence.
+    fn block(&self, user_id: i64) -> LocalFuture<'_, UiResult<()>>;
+    fn unblock(&self, user_id: i64) -> LocalFuture<'_, UiResult<()>>;
+
     fn chats(&self) -> LocalFuture<'_, UiResult<ChatList>>;
     fn start_chat(&self, email: String) -> LocalFuture<'_, UiResult<Chat>>;
     fn history(&self, chat_id: i64, before: Option<i64>) -> LocalFuture<'_, UiResult<MessagePage>>;

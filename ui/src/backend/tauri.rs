@@ -9,8 +9,8 @@ use parley_common::{
         BridgeError, ChatArgs, DesktopEvent, HistoryArgs, LoginArgs, ReadArgs, ResendArgs, SendArgs, ServerArgs,
         SessionArgs, SignupArgs, SignupResult, StartChatArgs, VerifyArgs, ViewingArgs, EVENT_NAME,
     },
-    Chat, ChatList, ForgotPasswordRequest, InstanceInfo, MessagePage, PasswordChange, PasswordResetPending,
-    PasswordResetRequest, ProfileUpdate, SessionList, SignupPending, User,
+    BlockRequest, Chat, ChatList, ForgotPasswordRequest, InstanceInfo, MessagePage, PasswordChange,
+    PasswordResetPending, PasswordResetRequest, ProfileUpdate, SessionList, SignupPending, User,
 };
 use serde::{
     de::{DeserializeOwned, IgnoredAny},
@@ -239,6 +239,20 @@ impl Backend for TauriBackend {
     fn revoke_other_sessions(&self) -> LocalFuture<'_, UiResult<()>> {
         Box::pin(async {
             self.bridge.call::<IgnoredAny>("revoke_other_sessions", no_args()).await?;
+            Ok(())
+        })
+    }
+
+    fn block(&self, user_id: i64) -> LocalFuture<'_, UiResult<()>> {
+        Box::pin(async move {
+            self.bridge.call::<IgnoredAny>("block", with_args(&BlockRequest { user_id })).await?;
+            Ok(())
+        })
+    }
+
+    fn unblock(&self, user_id: i64) -> LocalFuture<'_, UiResult<()>> {
+        Box::pin(async move {
+            self.bridge.call::<IgnoredAny>("unblock", with_args(&BlockRequest { user_id })).await?;
             Ok(())
         })
     }

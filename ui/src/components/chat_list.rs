@@ -34,13 +34,17 @@ pub fn chat_list() -> Html {
                 let when = chat.last_message.as_ref().map(|m| time::short(&m.created_at)).unwrap_or_default();
                 let status = if chat.friend.online { "online" } else { "offline" };
                 let unread = chat.unread_count;
-                let label = format!("{}, {status}{}", chat.friend.display_name,
+                let label = format!("{}, {status}{}{}", chat.friend.display_name,
+                    if chat.blocked { ", blocked" } else { "" },
                     if unread > 0 { format!(", {unread} unread") } else { String::new() });
                 html! {
                     <li key={id}>
-                        <button type="button" class={classes!("chat-item", selected.then_some("selected"), (unread > 0).then_some("unread"))}
+                        <button type="button" class={classes!("chat-item", selected.then_some("selected"), (unread > 0).then_some("unread"), chat.blocked.then_some("blocked"))}
                             data-chat-id={id.to_string()} data-friend={chat.friend.email.clone()} aria-current={selected.then_some("true")} aria-label={label} {onclick}>
-                            <span class={classes!("name", chat.friend.online.then_some("online"))}>{ chat.friend.display_name.clone() }</span>
+                            <span class={classes!("name", chat.friend.online.then_some("online"))}>
+                                { chat.friend.display_name.clone() }
+                                if chat.blocked { <span class="blocked-badge">{ "Blocked" }</span> }
+                            </span>
                             <span class="when">{ when }</span>
                             <span class="preview">{ preview.unwrap_or_else(|| chat.friend.email.clone()) }</span>
                             if unread > 0 {

@@ -105,7 +105,7 @@ pub fn conversation() -> Html {
     let me = state.me.as_ref().map(|u| u.id);
     let friend = chat.friend.clone();
     let typing = state.typing.get(&chat_id).is_some_and(|(user, _)| *user == friend.id);
-    let status = if typing {
+    let presence = if typing {
         "typing…".to_string()
     } else if friend.online {
         "online".to_string()
@@ -114,6 +114,7 @@ pub fn conversation() -> Html {
     } else {
         "offline".to_string()
     };
+    let status = if chat.blocked { format!("Blocked · {presence}") } else { presence };
     let my_last_seen_seq = history.messages.values().rev().find(|m| Some(m.sender_id) == me).map(|m| m.seq);
     let pending: Vec<_> = state.pending_in(chat_id).cloned().collect();
 
@@ -125,6 +126,7 @@ pub fn conversation() -> Html {
                     <h2 class={classes!("friend-name", friend.online.then_some("online"))}>{ friend.display_name.clone() }</h2>
                     <p class="status" aria-live="polite">{ status }</p>
                 </div>
+                <BlockControl user_id={friend.id} name={friend.display_name.clone()} blocked={chat.blocked} />
             </header>
             <ol class="messages" ref={list_ref} {onscroll} role="log" aria-live="polite" aria-label="Messages">
                 if history.more {
@@ -159,7 +161,98 @@ pub fn conversation() -> Html {
                     </li>
                 }) }
             </ol>
-            <Composer {chat_id} />
+            if chat.blocked {
+                <p class="blocked-note" id="blocked-note">
+                    { format!("You blocked {}. Unblock them to write to each other again.", friend.display_name) }
+                </p>
+            } else {
+                <Composer {chat_id} />
+            }
         </section>
+    }
+}
+
+#[derive(Properties, PartialEq)]
+struct BlockControlProps {
+    user_id: i64,
+    name: AttrValue,
+    blocked: bool,
+}
+
+/// "Block" (or "Unblock") in the conversation's header, asking before it acts.
+#[function_component(BlockControl)]
+fn block_control(props: &BlockControlProps) -> Html {
+    let ctx = use_context::<AppContext>().expect("AppContext");
+    let confirming = use_state(|| false);
+    let error = use_state(|| None::<String>);
+    let busy = use_state(|| false);
+    // Another chat, or the other state: start over.
+    {
+        let (confirming, error) = (confirming.clone(), error.clone());
+        use_effect_with((props.user_id, props.blocked), move |_| {
+            confirming.set(false);
+            error.set(None);
+        });
+    }
+    let ask = {
+        let confirming = confirming.clone();
+        Callback::from(move |_| confirming.set(true))
+    };
+    let cancel = {
+        let confirming = confirming.clone();
+        Callback::from(move |_| confirming.set(false))
+    };
+    let confirm = {
+        let (ctx, error, busy) = (ctx.clone(), error.clone(), busy.clone());
+        let (user_id, blocking) = (props.user_id, !props.blocked);
+        Callback::from(move |_| {
+            if *busy {
+                return;
+            }
+            busy.set(true);
+            let (ctx, error, busy) = (ctx.clone(), error.clone(), busy.clone());
+            spawn_local(async move {
+                let result =
+                    if blocking { ctx.backend.block(user_id).await } else { ctx.backend.unblock(user_id).await };
+                busy.set(false);
+                match result {
+                    Ok(()) => ctx.state.dispatch(Action::BlockChanged { user_id, blocked: blocking }),
+                    Err(err) => error.set(Some(err.message)),
+                }
+            });
+        })
+    };
+    let (verb, id, question) = if props.blocked {
+        (
+            "Unblock",
+            "unblock-friend",
+            format!(
+                "Unblock {}? You will be able to write to each other, and they will see when you are online.",
+                props.name
+            ),
+        )
+    } else {
+        (
+            "Block",
+            "block-friend",
+            format!(
+                "Block {}? They will not be able to write to you or see when you are online. They are not told.",
+                props.name
+            ),
+        )
+    };
+    html! {
+        <div class="block-control">
+            if *confirming {
+                <div class="confirm" role="alertdialog" aria-label={format!("{verb} {}", props.name)}>
+                    <p>{ question }</p>
+                    if let Some(message) = &*error { <p class="form-error" role="alert">{ message.clone() }</p> }
+                    <button type="button" id="confirm-block" class="danger" onclick={confirm} disabled={*busy}>{ verb }</button>
+                    <button type="button" id="cancel-block" class="logout" onclick={cancel}>{ "Cancel" }</button>
+                </div>
+            } else {
+                <button type="button" id={id} class="logout" onclick={ask}>{ verb }</button>
+            }
+        </div>
     }
 }

@@ -1,0 +1,2 @@
+-- Whether we have blocked the friend (the server's `Chat.blocked`).
+ALTER TABLE chats ADD COLUMN blocked INTEGER NOT NULL DEFAULT 0;
