@@ -182,6 +182,7 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local expiry = now + life
 redis.call('ZADD', prefix .. 'nodes', expiry, node)
+redis.call('PEXPIRE', prefix .. 'nodes', life * 20)
 local mine = prefix .. 'node:' .. node .. ':users'
 local out = {}
 for i = 4, #ARGV, 2 do
