@@ -35,6 +35,25 @@ if ! (exec 3<>"/dev/tcp/${redis_hostport%:*}/${redis_hostport##*:}") 2>/dev/null
     echo "test: no Redis at $redis_hostport; start one (redis-server --daemonize yes) or set PARLEY_TEST_REDIS_URL" >&2
     exit 1
 fi
+# The desktop app (src-tauri) links WebKitGTK, so every workspace build needs its libraries. Its
+# test runs the app in Xvfb with a D-Bus session of its own, driven by tauri-driver through
+# WebKitWebDriver; notification-daemon only makes the notifications visible in its screenshots.
+desktop_apt=()
+pkg-config --exists webkit2gtk-4.1 libsoup-3.0 2>/dev/null \
+    || desktop_apt+=(libwebkit2gtk-4.1-dev libgtk-3-dev libsoup-3.0-dev librsvg2-dev)
+for tool in xvfb-run:xvfb dbus-run-session:dbus-daemon dbus-monitor:dbus-bin xwininfo:x11-utils \
+    WebKitWebDriver:webkit2gtk-driver; do
+    command -v "${tool%%:*}" >/dev/null 2>&1 || desktop_apt+=("${tool##*:}")
+done
+[ -x /usr/lib/notification-daemon/notification-daemon ] || desktop_apt+=(notification-daemon)
+if ((${#desktop_apt[@]})); then
+    echo "test: installing ${desktop_apt[*]} (apt-get)"
+    sudo_cmd=""
+    [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+    $sudo_cmd apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${desktop_apt[@]}"
+fi
+command -v tauri-driver >/dev/null 2>&1 || cargo install tauri-driver --locked
 scripts/build-ui.sh
 
 cargo fmt --all -- --check
