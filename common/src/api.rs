@@ -179,3 +179,12 @@ pub struct BlockedUser {
 pub struct BlockList {
     pub blocked: Vec<BlockedUser>,
 }
+
+/// `GET` and `PUT /api/v1/me/privacy`. By default your presence and last seen show only to people
+/// you have started a chat with or written to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct PrivacySettings {
+    /// Hide your presence and last seen from everyone; while hidden, you see nobody's either.
+    pub hide_presence: bool,
+}

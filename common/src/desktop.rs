@@ -112,7 +112,8 @@ pub struct ChatArgs {
 /// `change_password` a `PasswordChange`, `forgot_password` a `ForgotPasswordRequest`
 /// (→ `PasswordResetPending`), `reset_password` a `PasswordResetRequest` (→ `User`, logged in);
 /// `sessions` (→ `SessionList`) and `revoke_other_sessions` take no argument. `block` and
-/// `unblock` take a `BlockRequest` (the friend's `user_id`).
+/// `unblock` take a `BlockRequest` (the friend's `user_id`); `blocks` (→ `BlockList`) and `privacy`
+/// (→ `PrivacySettings`) none; `set_privacy` a `PrivacySettings` (→ `PrivacySettings`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionArgs {
     pub session_id: i64,

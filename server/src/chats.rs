@@ -102,6 +102,10 @@ pub async fn start_chat(state: &AppState, user_id: i64, email: &str) -> ApiResul
     if created.events.is_empty() {
         // Asking again may follow a node that died after the commit, before telling the friend.
         state.relay.catch_up(friend.id);
+        if created.reached_out {
+            // Asking for a chat the friend started is reaching out: they may see us from now on.
+            refresh_presence(state, user_id, Some(friend.id)).await?;
+        }
     }
     let chat = state.store.chat_for_user(created.chat_id, user_id).await?.ok_or(ApiError::ChatNotFound)?;
     Ok((one_chat_view(state, chat).await, !created.events.is_empty()))
@@ -207,12 +211,21 @@ pub async fn send(
     take_all(&*state.limiter, &[(Bucket::MessagesPerUser, &user_id.to_string())]).await?;
     let new = NewMessage { chat_id, sender_id: user_id, client_id, body, now: now_millis() };
     match state.writer.send(new).await? {
-        SendOutcome::Created { message, events } => {
+        SendOutcome::Created { message, events, reached_out } => {
             ::metrics::counter!(crate::metrics::MESSAGES).increment(1);
             let view = message_view(&message);
+            let friends: Vec<i64> = events.iter().map(|e| e.user_id).filter(|u| *u != user_id).collect();
             for EventPos { user_id: member, pos } in events {
                 let event = Event::Message { cursor: cursor_string(pos), message: view.clone() };
                 state.relay.deliver(member, Outbound::event(pos, event, Some(origin)), None);
+            }
+            if reached_out {
+                // Writing first is reaching out: the friend may see the sender's presence now.
+                for friend in friends {
+                    if let Err(err) = refresh_presence(state, user_id, Some(friend)).await {
+                        tracing::warn!(error = %err, "showing presence after a first message");
+                    }
+                }
             }
             Ok(())
         }

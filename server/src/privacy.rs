@@ -1,6 +1,7 @@
-//! Who may reach and see whom: blocks (and, with them, what the blocked person is shown).
-//! Handlers in `routes::privacy` only translate HTTP to these calls.
-use parley_common::{BlockList, BlockedUser};
+//! Who may reach and see whom: blocks (and, with them, what the blocked person is shown) and the
+//! presence setting. Handlers in `routes::privacy` only translate HTTP to these calls. Who may see
+//! whose presence is decided in the store (`Store::presence_pairs`, `chat_query!`).
+use parley_common::{BlockList, BlockedUser, PrivacySettings};
 
 use crate::{
     chats::refresh_presence,
@@ -43,4 +44,24 @@ pub async fn blocked_users(state: &AppState, user_id: i64) -> ApiResult<BlockLis
         })
         .collect();
     Ok(BlockList { blocked })
+}
+
+pub async fn privacy_settings(state: &AppState, user_id: i64) -> ApiResult<PrivacySettings> {
+    Ok(PrivacySettings { hide_presence: state.store.hide_presence(user_id).await? })
+}
+
+/// Hides (or shows again) the user's presence from everyone; while hidden they see nobody's. Both
+/// sides are told at once how the other looks now.
+pub async fn set_privacy_settings(
+    state: &AppState,
+    user_id: i64,
+    settings: PrivacySettings,
+) -> ApiResult<PrivacySettings> {
+    let before = state.store.hide_presence(user_id).await?;
+    if before != settings.hide_presence {
+        state.store.set_hide_presence(user_id, settings.hide_presence).await?;
+        tracing::info!(user_id, hide_presence = settings.hide_presence, "presence setting changed");
+        refresh_presence(state, user_id, None).await?;
+    }
+    Ok(settings)
 }

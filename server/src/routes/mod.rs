@@ -33,7 +33,7 @@ pub mod privacy;
         auth::sessions, auth::revoke_session, auth::revoke_others,
         instance::instance, instance::healthz,
         chats::start_chat, chats::list_chats, chats::history, chats::sync, crate::ws::upgrade,
-        privacy::block, privacy::unblock, privacy::blocks,
+        privacy::block, privacy::unblock, privacy::blocks, privacy::privacy_settings, privacy::set_privacy_settings,
     ),
     modifiers(&SessionAuth, &RejectionResponses),
 )]

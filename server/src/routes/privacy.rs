@@ -1,11 +1,11 @@
-//! `/api/v1/blocks`: thin adapters from HTTP to `privacy`.
+//! `/api/v1/blocks` and `/api/v1/me/privacy`: thin adapters from HTTP to `privacy`.
 use axum::{
     extract::State,
     http::StatusCode,
     routing::{delete, get},
     Router,
 };
-use parley_common::{BlockList, BlockRequest, ErrorBody};
+use parley_common::{BlockList, BlockRequest, ErrorBody, PrivacySettings};
 
 use crate::{
     error::{ApiJson, ApiPath, ApiResult},
@@ -14,7 +14,10 @@ use crate::{
 };
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/api/v1/blocks", get(blocks).post(block)).route("/api/v1/blocks/{user_id}", delete(unblock))
+    Router::new()
+        .route("/api/v1/blocks", get(blocks).post(block))
+        .route("/api/v1/blocks/{user_id}", delete(unblock))
+        .route("/api/v1/me/privacy", get(privacy_settings).put(set_privacy_settings))
 }
 
 /// Block someone you share a chat with. Their messages to you are refused with the same error as
@@ -64,4 +67,32 @@ pub async fn unblock(
     ))]
 pub async fn blocks(State(state): State<AppState>, session: Session) -> ApiResult<ApiJson<BlockList>> {
     Ok(ApiJson(privacy::blocked_users(&state, session.user_id).await?))
+}
+
+/// Your presence setting.
+#[utoipa::path(get, path = "/api/v1/me/privacy", tag = "privacy",
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "The setting", body = PrivacySettings),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+    ))]
+pub async fn privacy_settings(State(state): State<AppState>, session: Session) -> ApiResult<ApiJson<PrivacySettings>> {
+    Ok(ApiJson(privacy::privacy_settings(&state, session.user_id).await?))
+}
+
+/// Hide your presence and last seen from everyone (and see nobody's while hidden), or show them
+/// again. By default they show only to people you have started a chat with or written to. Your
+/// friends, and you, get `presence` frames for the change at once.
+#[utoipa::path(put, path = "/api/v1/me/privacy", tag = "privacy", request_body = PrivacySettings,
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "The setting, changed", body = PrivacySettings),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+    ))]
+pub async fn set_privacy_settings(
+    State(state): State<AppState>,
+    session: Session,
+    ApiJson(req): ApiJson<PrivacySettings>,
+) -> ApiResult<ApiJson<PrivacySettings>> {
+    Ok(ApiJson(privacy::set_privacy_settings(&state, session.user_id, req).await?))
 }

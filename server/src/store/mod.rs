@@ -255,7 +255,10 @@ pub struct ChatSummary {
     pub friend_presence_visible: bool,
 }
 
-/// How presence shows between a user and one friend (someone they share a chat with).
+/// How presence shows between a user and one friend (someone they share a chat with). One sees
+/// a friend's presence and last seen when the friend has reached out in their chat (started it,
+/// or written in it), neither of the two hides their presence, and the friend has not blocked
+/// one.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct PresencePair {
     pub friend_id: i64,
@@ -303,6 +306,9 @@ pub struct NewChat {
     pub chat_id: i64,
     /// Empty when the chat already existed.
     pub events: Vec<EventPos>,
+    /// The asker had not reached out in this chat before (see [`PresencePair`]): the friend may
+    /// see the asker's presence from now on.
+    pub reached_out: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -316,8 +322,9 @@ pub struct NewMessage {
 
 #[derive(Debug, Clone)]
 pub enum SendOutcome {
-    /// Committed now; `events` are the members' new stream positions.
-    Created { message: MessageRecord, events: Vec<EventPos> },
+    /// Committed now; `events` are the members' new stream positions. `reached_out`: the
+    /// sender's first message in the chat, after which the friend may see the sender's presence.
+    Created { message: MessageRecord, events: Vec<EventPos>, reached_out: bool },
     /// Committed before under the same `client_id`; `cursor` is the sender's position for it.
     Duplicate { message: MessageRecord, cursor: i64 },
     /// The `client_id` names another message of this sender.
@@ -371,7 +378,8 @@ pub trait Store: Send + Sync + 'static {
     async fn touch_session(&self, id: i64, now: Millis, expires_at: Millis) -> StoreResult<()>;
     async fn revoke_session(&self, id: i64, now: Millis) -> StoreResult<()>;
 
-    /// The chat between two users, created with a `chat_created` event for both if it is new.
+    /// The chat between two users, created with a `chat_created` event for both if it is new; `a`,
+    /// who asks for it, has reached out in it either way.
     async fn create_chat(&self, a: i64, b: i64, now: Millis) -> StoreResult<NewChat>;
     /// The user's chats, most recent activity first.
     async fn chats_for_user(&self, user_id: i64) -> StoreResult<Vec<ChatSummary>>;
@@ -426,6 +434,8 @@ pub trait Store: Send + Sync + 'static {
     /// user revoked (their ids returned, so their sockets can be closed).
     async fn complete_password_reset(&self, id: &str, password_hash: &str, now: Millis) -> StoreResult<Vec<i64>>;
 
+    async fn hide_presence(&self, user_id: i64) -> StoreResult<bool>;
+    async fn set_hide_presence(&self, user_id: i64, hide: bool) -> StoreResult<()>;
     /// Blocks a user (blocking again changes nothing).
     async fn block(&self, blocker_id: i64, blocked_id: i64, now: Millis) -> StoreResult<()>;
     async fn unblock(&self, blocker_id: i64, blocked_id: i64) -> StoreResult<()>;

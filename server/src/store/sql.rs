@@ -102,7 +102,7 @@ macro_rules! impl_store {
                 // Members of every chat in the batch, each with whether they block the other
                 // member: a block holds back a message inside the transaction that would store it.
                 let mut query = QueryBuilder::<$db>::new(
-                    "SELECT cm.chat_id, cm.user_id,
+                    "SELECT cm.chat_id, cm.user_id, cm.reached_out,
                             EXISTS (SELECT 1 FROM blocks b JOIN chat_members o ON o.user_id = b.blocked_id
                                     WHERE b.blocker_id = cm.user_id AND o.chat_id = cm.chat_id
                                       AND o.user_id <> cm.user_id) AS blocks_friend
@@ -115,12 +115,17 @@ macro_rules! impl_store {
                 list.push_unseparated(") ORDER BY cm.user_id");
                 let mut members: HashMap<i64, Vec<i64>> = HashMap::new();
                 let mut blockers: std::collections::HashSet<(i64, i64)> = std::collections::HashSet::new();
-                for (chat_id, user_id, blocks_friend) in
-                    query.build_query_as::<(i64, i64, bool)>().fetch_all(&mut *tx).await?
+                // Members who have not written or started the chat yet: (chat, user).
+                let mut silent: std::collections::HashSet<(i64, i64)> = std::collections::HashSet::new();
+                for (chat_id, user_id, reached_out, blocks_friend) in
+                    query.build_query_as::<(i64, i64, bool, bool)>().fetch_all(&mut *tx).await?
                 {
                     members.entry(chat_id).or_default().push(user_id);
                     if blocks_friend {
                         blockers.insert((chat_id, user_id));
+                    }
+                    if !reached_out {
+                        silent.insert((chat_id, user_id));
                     }
                 }
 
@@ -220,17 +225,43 @@ macro_rules! impl_store {
                     }
                     Self::insert_events(&mut tx, &events).await?;
                 }
+                // A first message reaches out: rare, so one statement per sender and chat.
+                let mut first_words: Vec<(i64, i64)> = Vec::new();
+                for message in stored.iter().flatten() {
+                    let key = (message.chat_id, message.sender_id);
+                    if silent.contains(&key) && !first_words.contains(&key) {
+                        first_words.push(key);
+                    }
+                }
+                for &(chat_id, user_id) in &first_words {
+                    sqlx::query("UPDATE chat_members SET reached_out = TRUE WHERE chat_id = $1 AND user_id = $2")
+                        .bind(chat_id)
+                        .bind(user_id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
                 tx.commit().await?;
 
                 for (i, message) in stored.into_iter().enumerate() {
                     if let Some(message) = message {
-                        outcomes[i] = Some(SendOutcome::Created { message, events: std::mem::take(&mut positions[i]) });
+                        let key = (message.chat_id, message.sender_id);
+                        // Only the first of the sender's messages in the batch says so.
+                        let reached_out = first_words.contains(&key)
+                            && !outcomes[..i].iter().any(|o| {
+                                matches!(o, Some(SendOutcome::Created { message: m, .. })
+                                    if (m.chat_id, m.sender_id) == key)
+                            });
+                        outcomes[i] = Some(SendOutcome::Created {
+                            message,
+                            events: std::mem::take(&mut positions[i]),
+                            reached_out,
+                        });
                     }
                 }
                 for (i, first) in repeats {
                     let (m, original) = (&batch[i], &batch[first]);
                     outcomes[i] = Some(match &outcomes[first] {
-                        Some(SendOutcome::Created { message, events }) if m.chat_id == original.chat_id && m.body == original.body => {
+                        Some(SendOutcome::Created { message, events, .. }) if m.chat_id == original.chat_id && m.body == original.body => {
                             let cursor = events.iter().find(|e| e.user_id == m.sender_id).map_or(0, |e| e.pos);
                             SendOutcome::Duplicate { message: message.clone(), cursor }
                         }
@@ -485,20 +516,30 @@ macro_rules! impl_store {
                         .bind(&pair_key)
                         .fetch_one(&mut *tx)
                         .await?;
+                    let reached = sqlx::query(
+                        "UPDATE chat_members SET reached_out = TRUE WHERE chat_id = $1 AND user_id = $2 AND NOT reached_out",
+                    )
+                    .bind(chat_id)
+                    .bind(a)
+                    .execute(&mut *tx)
+                    .await?;
                     tx.commit().await?;
-                    return Ok(NewChat { chat_id, events: Vec::new() });
+                    return Ok(NewChat { chat_id, events: Vec::new(), reached_out: reached.rows_affected() == 1 });
                 };
                 for user_id in [a, b] {
-                    sqlx::query("INSERT INTO chat_members (chat_id, user_id, read_up_to, joined_at) VALUES ($1, $2, 0, $3)")
-                        .bind(chat_id)
-                        .bind(user_id)
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await?;
+                    sqlx::query(
+                        "INSERT INTO chat_members (chat_id, user_id, read_up_to, joined_at, reached_out) VALUES ($1, $2, 0, $3, $4)",
+                    )
+                    .bind(chat_id)
+                    .bind(user_id)
+                    .bind(now)
+                    .bind(user_id == a)
+                    .execute(&mut *tx)
+                    .await?;
                 }
                 let events = Self::push_events(&mut tx, &[a, b], "chat_created", chat_id, None, None, now).await?;
                 tx.commit().await?;
-                Ok(NewChat { chat_id, events })
+                Ok(NewChat { chat_id, events, reached_out: true })
             }
 
             #[tracing::instrument(skip_all)]
@@ -557,9 +598,13 @@ macro_rules! impl_store {
                 let _timer = $crate::metrics::StoreTimer::start("presence_pairs");
                 Ok(sqlx::query_as::<$db, PresencePair>(
                     "SELECT o.user_id AS friend_id,
-                            NOT EXISTS (SELECT 1 FROM blocks b WHERE b.blocker_id = me.user_id AND b.blocked_id = o.user_id)
+                            (me.reached_out AND NOT mu.hide_presence AND NOT fu.hide_presence
+                             AND NOT EXISTS (SELECT 1 FROM blocks b
+                                             WHERE b.blocker_id = me.user_id AND b.blocked_id = o.user_id))
                                 AS friend_sees_me,
-                            NOT EXISTS (SELECT 1 FROM blocks b WHERE b.blocker_id = o.user_id AND b.blocked_id = me.user_id)
+                            (o.reached_out AND NOT mu.hide_presence AND NOT fu.hide_presence
+                             AND NOT EXISTS (SELECT 1 FROM blocks b
+                                             WHERE b.blocker_id = o.user_id AND b.blocked_id = me.user_id))
                                 AS i_see_friend,
                             mu.last_seen_at AS my_last_seen_at, fu.last_seen_at AS friend_last_seen_at
                      FROM chat_members me
@@ -855,6 +900,25 @@ macro_rules! impl_store {
             }
 
             #[tracing::instrument(skip_all)]
+            async fn hide_presence(&self, user_id: i64) -> StoreResult<bool> {
+                let (hide,): (bool,) = sqlx::query_as("SELECT hide_presence FROM users WHERE id = $1")
+                    .bind(user_id)
+                    .fetch_one(self.reader())
+                    .await?;
+                Ok(hide)
+            }
+
+            #[tracing::instrument(skip_all)]
+            async fn set_hide_presence(&self, user_id: i64, hide: bool) -> StoreResult<()> {
+                sqlx::query("UPDATE users SET hide_presence = $2 WHERE id = $1")
+                    .bind(user_id)
+                    .bind(hide)
+                    .execute(self.writer())
+                    .await?;
+                Ok(())
+            }
+
+            #[tracing::instrument(skip_all)]
             async fn block(&self, blocker_id: i64, blocked_id: i64, now: Millis) -> StoreResult<()> {
                 sqlx::query(
                     "INSERT INTO blocks (blocker_id, blocked_id, created_at) VALUES ($1, $2, $3)
@@ -946,7 +1010,8 @@ macro_rules! chat_query {
                     u.id AS friend_id, u.email AS friend_email, u.display_name AS friend_display_name,
                     u.last_seen_at AS friend_last_seen_at,
                     EXISTS (SELECT 1 FROM blocks b WHERE b.blocker_id = $1 AND b.blocked_id = u.id) AS blocked,
-                    NOT EXISTS (SELECT 1 FROM blocks b WHERE b.blocker_id = u.id AND b.blocked_id = $1)
+                    (other.reached_out AND NOT u.hide_presence AND NOT mu.hide_presence
+                     AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.blocker_id = u.id AND b.blocked_id = $1))
                         AS friend_presence_visible,
                     (SELECT COUNT(*) FROM messages x
                      WHERE x.chat_id = c.id AND x.seq > me.read_up_to AND x.sender_id <> $1) AS unread_count,
@@ -956,6 +1021,7 @@ macro_rules! chat_query {
              JOIN chats c ON c.id = me.chat_id
              JOIN chat_members other ON other.chat_id = c.id AND other.user_id <> me.user_id
              JOIN users u ON u.id = other.user_id
+             JOIN users mu ON mu.id = me.user_id
              LEFT JOIN messages lm ON lm.chat_id = c.id AND lm.seq = c.last_seq
              WHERE me.user_id = $1 ",
             $filter,

@@ -78,6 +78,8 @@ async fn every_route_answers_each_kind_of_caller_as_it_should(backend: Backend) 
             "/api/v1/me/password".into(),
             Some(json!({"current_password": "a good password", "new_password": "a good password"})),
         ),
+        (Method::GET, "/api/v1/me/privacy".into(), None),
+        (Method::PUT, "/api/v1/me/privacy".into(), Some(json!({"hide_presence": false}))),
         (Method::GET, "/api/v1/blocks".into(), None),
         (Method::POST, "/api/v1/blocks".into(), Some(json!({"user_id": bo.user.id}))),
         (Method::DELETE, format!("/api/v1/blocks/{}", bo.user.id), None),

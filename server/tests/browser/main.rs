@@ -277,6 +277,21 @@ async fn settings_rename_and_end_other_sessions() {
     ada.click("#settings-change-password").await;
     ada.until_text("#password-outcome", "The current password is not right.").await;
 
+    // Presence can be hidden from everyone, at once.
+    ada.click("#settings-hide-presence").await;
+    ada.until_text("#privacy-outcome", "Hidden.").await;
+    let privacy: serde_json::Value = reqwest::Client::new()
+        .get(format!("{}/api/v1/me/privacy", server.url()))
+        .bearer_auth(&other_device)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(privacy["hide_presence"], true);
+    ada.shot("presence-hidden").await;
+
     // Ending every other session closes the other device's socket, with the reason.
     ada.click("#revoke-other-sessions").await;
     ada.until_text("#sessions-outcome", "Every other session ended.").await;

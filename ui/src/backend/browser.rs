@@ -5,9 +5,9 @@ use std::{cell::RefCell, collections::BTreeMap, rc::Rc};
 
 use gloo_timers::callback::{Interval, Timeout};
 use parley_common::{
-    ws::close, AuthResponse, BlockRequest, Chat, ChatList, ClientFrame, ErrorBody, ForgotPasswordRequest, InstanceInfo,
-    MessagePage, PasswordChange, PasswordResetPending, PasswordResetRequest, ProfileUpdate, ServerFrame, SessionList,
-    SignupPending, User,
+    ws::close, AuthResponse, BlockList, BlockRequest, Chat, ChatList, ClientFrame, ErrorBody, ForgotPasswordRequest,
+    InstanceInfo, MessagePage, PasswordChange, PasswordResetPending, PasswordResetRequest, PrivacySettings,
+    ProfileUpdate, ServerFrame, SessionList, SignupPending, User,
 };
 use serde::{de::DeserializeOwned, Serialize};
 use wasm_bindgen::{closure::Closure, JsCast, JsValue};
@@ -457,6 +457,23 @@ impl Backend for BrowserBackend {
         Box::pin(async move {
             call::<serde_json::Value>("DELETE", &format!("/api/v1/blocks/{user_id}"), None::<&()>).await?;
             Ok(())
+        })
+    }
+
+    fn blocked_users(&self) -> LocalFuture<'_, UiResult<BlockList>> {
+        Box::pin(get("/api/v1/blocks"))
+    }
+
+    fn privacy(&self) -> LocalFuture<'_, UiResult<PrivacySettings>> {
+        Box::pin(get("/api/v1/me/privacy"))
+    }
+
+    fn set_privacy(&self, settings: PrivacySettings) -> LocalFuture<'_, UiResult<PrivacySettings>> {
+        Box::pin(async move {
+            call::<PrivacySettings>("PUT", "/api/v1/me/privacy", Some(&settings))
+                .await?
+                .1
+                .ok_or_else(|| UiError::network("empty answer"))
         })
     }
 

@@ -5,7 +5,8 @@ use std::{future::Future, pin::Pin, rc::Rc};
 
 use parley_common::{
     desktop::{BridgeError, ConnectionState, DesktopEvent},
-    Chat, ChatList, Event, InstanceInfo, Message, MessagePage, SessionList, SignupPending, User,
+    BlockList, Chat, ChatList, Event, InstanceInfo, Message, MessagePage, PrivacySettings, SessionList, SignupPending,
+    User,
 };
 use yew::Callback;
 
@@ -159,6 +160,11 @@ pub trait Backend {
     /// Blocks a friend: their messages are refused and they stop seeing our presence.
     fn block(&self, user_id: i64) -> LocalFuture<'_, UiResult<()>>;
     fn unblock(&self, user_id: i64) -> LocalFuture<'_, UiResult<()>>;
+    /// The people we have blocked.
+    fn blocked_users(&self) -> LocalFuture<'_, UiResult<BlockList>>;
+    fn privacy(&self) -> LocalFuture<'_, UiResult<PrivacySettings>>;
+    /// Hides our presence from everyone (and theirs from us), or shows it again.
+    fn set_privacy(&self, settings: PrivacySettings) -> LocalFuture<'_, UiResult<PrivacySettings>>;
 
     fn chats(&self) -> LocalFuture<'_, UiResult<ChatList>>;
     fn start_chat(&self, email: String) -> LocalFuture<'_, UiResult<Chat>>;

@@ -9,8 +9,8 @@ use parley_common::{
         BridgeError, ChatArgs, DesktopEvent, HistoryArgs, LoginArgs, ReadArgs, ResendArgs, SendArgs, ServerArgs,
         SessionArgs, SignupArgs, SignupResult, StartChatArgs, VerifyArgs, ViewingArgs, EVENT_NAME,
     },
-    BlockRequest, Chat, ChatList, ForgotPasswordRequest, InstanceInfo, MessagePage, PasswordChange,
-    PasswordResetPending, PasswordResetRequest, ProfileUpdate, SessionList, SignupPending, User,
+    BlockList, BlockRequest, Chat, ChatList, ForgotPasswordRequest, InstanceInfo, MessagePage, PasswordChange,
+    PasswordResetPending, PasswordResetRequest, PrivacySettings, ProfileUpdate, SessionList, SignupPending, User,
 };
 use serde::{
     de::{DeserializeOwned, IgnoredAny},
@@ -255,6 +255,18 @@ impl Backend for TauriBackend {
             self.bridge.call::<IgnoredAny>("unblock", with_args(&BlockRequest { user_id })).await?;
             Ok(())
         })
+    }
+
+    fn blocked_users(&self) -> LocalFuture<'_, UiResult<BlockList>> {
+        Box::pin(self.bridge.call("blocks", no_args()))
+    }
+
+    fn privacy(&self) -> LocalFuture<'_, UiResult<PrivacySettings>> {
+        Box::pin(self.bridge.call("privacy", no_args()))
+    }
+
+    fn set_privacy(&self, settings: PrivacySettings) -> LocalFuture<'_, UiResult<PrivacySettings>> {
+        Box::pin(self.bridge.call("set_privacy", with_args(&settings)))
     }
 
     fn chats(&self) -> LocalFuture<'_, UiResult<ChatList>> {

@@ -1,6 +1,6 @@
-//! Settings: the display name, the password, and the account's sessions (devices), each of which
-//! can be ended from here.
-use parley_common::SessionInfo;
+//! Settings: the display name, the password, presence privacy, the people blocked, and the
+//! account's sessions (devices), each of which can be ended from here.
+use parley_common::{BlockedUser, PrivacySettings, SessionInfo};
 use wasm_bindgen_futures::spawn_local;
 use yew::prelude::*;
 
@@ -26,6 +26,8 @@ pub fn settings() -> Html {
             <main class="settings">
                 <Profile />
                 <Password />
+                <Privacy />
+                <Blocked />
                 <Sessions />
             </main>
         </div>
@@ -141,6 +143,131 @@ fn password() -> Html {
                 <button type="submit" id="settings-change-password" class="primary"
                     disabled={*outcome == Outcome::Busy || current.is_empty() || new.is_empty()}>{ "Change password" }</button>
             </form>
+        </section>
+    }
+}
+
+#[function_component(Privacy)]
+fn privacy() -> Html {
+    let ctx = use_context::<AppContext>().expect("AppContext");
+    let hidden = use_state(|| None::<bool>);
+    let outcome = use_state(|| Outcome::Idle);
+    {
+        let (ctx, hidden, outcome) = (ctx.clone(), hidden.clone(), outcome.clone());
+        use_effect_with((), move |_| {
+            spawn_local(async move {
+                match ctx.backend.privacy().await {
+                    Ok(settings) => hidden.set(Some(settings.hide_presence)),
+                    Err(err) => outcome.set(Outcome::Failed(err.message)),
+                }
+            });
+        });
+    }
+    let onchange = {
+        let (ctx, hidden, outcome) = (ctx.clone(), hidden.clone(), outcome.clone());
+        Callback::from(move |e: Event| {
+            let hide = e.target_unchecked_into::<web_sys::HtmlInputElement>().checked();
+            let (ctx, hidden, outcome) = (ctx.clone(), hidden.clone(), outcome.clone());
+            outcome.set(Outcome::Busy);
+            spawn_local(async move {
+                match ctx.backend.set_privacy(PrivacySettings { hide_presence: hide }).await {
+                    Ok(settings) => {
+                        hidden.set(Some(settings.hide_presence));
+                        outcome.set(Outcome::Done(
+                            if settings.hide_presence {
+                                "Hidden. Nobody sees when you are online, and you see nobody's."
+                            } else {
+                                "Shown again to the people you have written to."
+                            }
+                            .into(),
+                        ));
+                    }
+                    Err(err) => outcome.set(Outcome::Failed(err.message)),
+                }
+            });
+        })
+    };
+    html! {
+        <section class="card settings-section" aria-labelledby="privacy-title">
+            <h2 id="privacy-title">{ "Privacy" }</h2>
+            <p class="hint">
+                { "Your online status and last seen show only to people you have started a chat with or written to, \
+                   never to someone who merely knows your email." }
+            </p>
+            <label class="checkbox" for="settings-hide-presence">
+                <input id="settings-hide-presence" type="checkbox" checked={hidden.unwrap_or(false)}
+                    disabled={hidden.is_none() || *outcome == Outcome::Busy} {onchange} />
+                { "Hide my online status and last seen from everyone" }
+            </label>
+            <p class="hint">{ "While they are hidden, you do not see anyone's either." }</p>
+            { outcome_line(&outcome, "privacy-outcome") }
+        </section>
+    }
+}
+
+#[function_component(Blocked)]
+fn blocked() -> Html {
+    let ctx = use_context::<AppContext>().expect("AppContext");
+    let list = use_state(|| None::<Vec<BlockedUser>>);
+    let outcome = use_state(|| Outcome::Idle);
+    let version = use_state(|| 0u32);
+    {
+        let (ctx, list, outcome) = (ctx.clone(), list.clone(), outcome.clone());
+        use_effect_with(*version, move |_| {
+            spawn_local(async move {
+                match ctx.backend.blocked_users().await {
+                    Ok(blocked) => list.set(Some(blocked.blocked)),
+                    Err(err) => outcome.set(Outcome::Failed(err.message)),
+                }
+            });
+        });
+    }
+    let unblock = {
+        let (ctx, outcome, version) = (ctx.clone(), outcome.clone(), version.clone());
+        move |user_id: i64| {
+            let (ctx, outcome, version) = (ctx.clone(), outcome.clone(), version.clone());
+            Callback::from(move |_| {
+                let (ctx, outcome, version) = (ctx.clone(), outcome.clone(), version.clone());
+                outcome.set(Outcome::Busy);
+                spawn_local(async move {
+                    match ctx.backend.unblock(user_id).await {
+                        Ok(()) => {
+                            ctx.state.dispatch(Action::BlockChanged { user_id, blocked: false });
+                            outcome.set(Outcome::Done("Unblocked.".into()));
+                        }
+                        Err(err) => outcome.set(Outcome::Failed(err.message)),
+                    }
+                    version.set(*version + 1);
+                });
+            })
+        }
+    };
+    let listing = match &*list {
+        None => html! { <p class="muted">{ "Loading…" }</p> },
+        Some(blocked) if blocked.is_empty() => {
+            html! { <p class="muted" id="no-blocked">{ "You have blocked nobody." }</p> }
+        }
+        Some(blocked) => html! {
+            <ul id="blocked-users" class="sessions">
+                { for blocked.iter().map(|b| html! {
+                    <li class="session" key={b.user_id}>
+                        <div>
+                            <p class="device">{ b.display_name.clone() }</p>
+                            <p class="hint">{ format!("{} · blocked {}", b.email, time::long(&b.blocked_at)) }</p>
+                        </div>
+                        <button type="button" class="logout" id={format!("unblock-{}", b.user_id)}
+                            disabled={*outcome == Outcome::Busy} onclick={unblock(b.user_id)}>{ "Unblock" }</button>
+                    </li>
+                }) }
+            </ul>
+        },
+    };
+    html! {
+        <section class="card settings-section" aria-labelledby="blocked-title">
+            <h2 id="blocked-title">{ "Blocked people" }</h2>
+            <p class="hint">{ "They cannot write to you or see when you are online. Block someone from your chat with them." }</p>
+            { listing }
+            { outcome_line(&outcome, "blocked-outcome") }
         </section>
     }
 }
