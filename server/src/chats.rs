@@ -104,7 +104,7 @@ pub async fn start_chat(state: &AppState, user_id: i64, email: &str) -> ApiResul
         state.relay.catch_up(friend.id);
         if created.reached_out {
             // Asking for a chat the friend started is reaching out: they may see us from now on.
-            refresh_presence(state, user_id, Some(friend.id)).await?;
+            refresh_presence(state, user_id, Some(friend.id), false).await?;
         }
     }
     let chat = state.store.chat_for_user(created.chat_id, user_id).await?.ok_or(ApiError::ChatNotFound)?;
@@ -222,7 +222,7 @@ pub async fn send(
             if reached_out {
                 // Writing first is reaching out: the friend may see the sender's presence now.
                 for friend in friends {
-                    if let Err(err) = refresh_presence(state, user_id, Some(friend)).await {
+                    if let Err(err) = refresh_presence(state, user_id, Some(friend), false).await {
                         tracing::warn!(error = %err, "showing presence after a first message");
                     }
                 }
@@ -303,9 +303,9 @@ pub async fn announce_presence(state: &AppState, user_id: i64, online: bool, las
 }
 
 /// After a change of who may see whom (a block, a first message, the hide setting): tells the
-/// user's friends (or only `only`) how the user looks to them now, and the user how they look.
-/// Someone whose presence one may not see is sent as offline with no last seen.
-pub async fn refresh_presence(state: &AppState, user_id: i64, only: Option<i64>) -> ApiResult<()> {
+/// user's friends (or only `only`) how the user looks to them now and, `both_ways`, the user how
+/// they look. Someone whose presence one may not see is sent as offline with no last seen.
+pub async fn refresh_presence(state: &AppState, user_id: i64, only: Option<i64>, both_ways: bool) -> ApiResult<()> {
     let pairs: Vec<_> = state
         .store
         .presence_pairs(user_id)
@@ -326,7 +326,9 @@ pub async fn refresh_presence(state: &AppState, user_id: i64, only: Option<i64>)
     };
     for pair in &pairs {
         state.relay.deliver(pair.friend_id, frame(user_id, pair.friend_sees_me, pair.my_last_seen_at), None);
-        state.relay.deliver(user_id, frame(pair.friend_id, pair.i_see_friend, pair.friend_last_seen_at), None);
+        if both_ways {
+            state.relay.deliver(user_id, frame(pair.friend_id, pair.i_see_friend, pair.friend_last_seen_at), None);
+        }
     }
     Ok(())
 }

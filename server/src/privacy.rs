@@ -22,14 +22,15 @@ pub async fn block(state: &AppState, user_id: i64, other: i64) -> ApiResult<()> 
     }
     state.store.block(user_id, other, now_millis()).await?;
     tracing::info!(user_id, blocked = other, "blocked");
-    refresh_presence(state, user_id, Some(other)).await
+    // Only the blocked person's view changes: the blocker still sees them.
+    refresh_presence(state, user_id, Some(other), false).await
 }
 
 /// Lifts a block (lifting one that is not there changes nothing).
 pub async fn unblock(state: &AppState, user_id: i64, other: i64) -> ApiResult<()> {
     state.store.unblock(user_id, other).await?;
     tracing::info!(user_id, unblocked = other, "unblocked");
-    refresh_presence(state, user_id, Some(other)).await
+    refresh_presence(state, user_id, Some(other), false).await
 }
 
 pub async fn blocked_users(state: &AppState, user_id: i64) -> ApiResult<BlockList> {
@@ -61,7 +62,7 @@ pub async fn set_privacy_settings(
     if before != settings.hide_presence {
         state.store.set_hide_presence(user_id, settings.hide_presence).await?;
         tracing::info!(user_id, hide_presence = settings.hide_presence, "presence setting changed");
-        refresh_presence(state, user_id, None).await?;
+        refresh_presence(state, user_id, None, true).await?;
     }
     Ok(settings)
 }

@@ -23,7 +23,10 @@ async fn users_on_different_nodes_chat_both_ways_with_presence_and_unread() {
         .await;
     assert_eq!(created.id, chat.id);
     assert_eq!(created.friend.id, ada.user.id);
-    assert!(chat.friend.online, "node A sees that Bo is connected to node B");
+    // Bo reaches out (asks for the chat on node B): Ada may see his presence, and node A sees that
+    // he is connected to node B.
+    start_chat(&b, &bo.token, "Ada").await;
+    assert!(chat_with(&a, &ada.token, bo.user.id).await.friend.online, "node A sees that Bo is connected to node B");
 
     // Ada comes online on node A: Bo hears it on node B.
     let mut ada_ws = Ws::connect(&a, &ada.token).await;
