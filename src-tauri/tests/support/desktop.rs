@@ -102,7 +102,7 @@ pub struct Desktop {
 impl Desktop {
     pub async fn start(tools: &Tools, server_url: &str, data_dir: &Path) -> Desktop {
         let session = temp_dir("parley-desktop-session");
-        let port = free_port();
+        let (port, native_port) = (free_port(), free_port());
         let log = std::fs::File::create(screenshot_dir().join("tauri-driver.log")).expect("log file");
         // Inside the display and the bus: note where they are, record Notify calls (and show them
         // when a notification daemon is installed), then become tauri-driver.
@@ -116,7 +116,7 @@ exec "$2" --port "$3" --native-port "$4""#;
             .args(["-a", "-s", "-screen 0 1280x800x24", "dbus-run-session", "--", "sh", "-c", script, "sh"])
             .arg(&session)
             .arg(&tools.tauri_driver)
-            .args([port.to_string(), free_port().to_string()])
+            .args([port.to_string(), native_port.to_string()])
             // tauri-driver passes no environment of its own to the app: the app inherits this.
             .env("PARLEY_DESKTOP_SERVER", server_url)
             .env("PARLEY_DESKTOP_DATA_DIR", data_dir)
@@ -137,7 +137,10 @@ exec "$2" --port "$3" --native-port "$4""#;
             data_dir: data_dir.to_path_buf(),
             shots: std::cell::Cell::new(0),
         };
-        let up = wait_until(|| async { tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() }).await;
+        // tauri-driver listens before the WebKitWebDriver it starts does; a session asked for in
+        // between is dropped.
+        let listening = |port: u16| async move { tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() };
+        let up = wait_until(|| async { listening(port).await && listening(native_port).await }).await;
         assert!(up, "tauri-driver did not start (see {})", screenshot_dir().join("tauri-driver.log").display());
         desktop.display = desktop.session_fact("display");
         desktop.xauthority = desktop.session_fact("xauthority");
