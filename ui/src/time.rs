@@ -7,7 +7,19 @@ fn date(rfc3339: &str) -> Option<js_sys::Date> {
 }
 
 fn locale() -> String {
-    web_sys::window().and_then(|w| w.navigator().language()).unwrap_or_else(|| "en".into())
+    let language = web_sys::window().and_then(|w| w.navigator().language());
+    // WebKitGTK reports the POSIX locale ("C") when none is set, which Intl refuses with a
+    // RangeError that would abort the render.
+    language.filter(|tag| is_locale(tag)).unwrap_or_else(|| "en".into())
+}
+
+fn is_locale(tag: &str) -> bool {
+    use wasm_bindgen::JsCast;
+    let canonical = js_sys::Reflect::get(&js_sys::global(), &"Intl".into())
+        .and_then(|intl| js_sys::Reflect::get(&intl, &"getCanonicalLocales".into()))
+        .ok()
+        .and_then(|f| f.dyn_into::<js_sys::Function>().ok());
+    canonical.is_some_and(|f| f.call1(&JsValue::UNDEFINED, &JsValue::from_str(tag)).is_ok())
 }
 
 /// "14:05" today, "Mon 14:05" this week, else a short date.
