@@ -195,6 +195,7 @@ impl Cache {
                     display_name: row.get("friend_name"),
                     online: row.get("friend_online"),
                     last_seen: row.get("friend_last_seen"),
+                    deleted: row.get("friend_deleted"),
                 },
                 last_message,
                 unread_count: row.get("unread"),
@@ -311,8 +312,8 @@ impl Cache {
 async fn put_chat(tx: &mut sqlx::SqliteConnection, chat: &Chat) -> CacheResult<()> {
     sqlx::query(
         "INSERT INTO chats (id, friend_id, friend_email, friend_name, friend_online, friend_last_seen,
-                            read_up_to, read_confirmed, friend_read_up_to, created_at, blocked)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10)
+                            read_up_to, read_confirmed, friend_read_up_to, created_at, blocked, friend_deleted)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10, ?11)
          ON CONFLICT (id) DO UPDATE SET
              friend_email = excluded.friend_email,
              friend_name = excluded.friend_name,
@@ -320,6 +321,7 @@ async fn put_chat(tx: &mut sqlx::SqliteConnection, chat: &Chat) -> CacheResult<(
              -- The server's view: no last seen may mean that it is hidden from us now.
              friend_last_seen = excluded.friend_last_seen,
              blocked = excluded.blocked,
+             friend_deleted = excluded.friend_deleted,
              read_up_to = MAX(chats.read_up_to, excluded.read_up_to),
              read_confirmed = MAX(chats.read_confirmed, excluded.read_confirmed),
              friend_read_up_to = MAX(chats.friend_read_up_to, excluded.friend_read_up_to)",
@@ -334,6 +336,7 @@ async fn put_chat(tx: &mut sqlx::SqliteConnection, chat: &Chat) -> CacheResult<(
     .bind(chat.friend_read_up_to)
     .bind(crate::now_rfc3339())
     .bind(chat.blocked)
+    .bind(chat.friend.deleted)
     .execute(&mut *tx)
     .await?;
     if let Some(message) = &chat.last_message {

@@ -275,6 +275,7 @@ mod tests {
                 display_name: "F".into(),
                 online: false,
                 last_seen: None,
+                deleted: false,
             },
             last_message: None,
             unread_count: 0,

@@ -188,3 +188,33 @@ pub struct PrivacySettings {
     /// Hide your presence and last seen from everyone; while hidden, you see nobody's either.
     pub hide_presence: bool,
 }
+
+/// `DELETE /api/v1/me`: deleting the account needs its password.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct DeleteAccountRequest {
+    pub password: String,
+}
+
+/// One chat of an export, with every message in it, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ExportedChat {
+    pub chat: crate::Chat,
+    pub messages: Vec<crate::Message>,
+}
+
+/// `GET /api/v1/me/export`: everything the server keeps about your account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct AccountExport {
+    /// RFC 3339, UTC.
+    pub exported_at: String,
+    pub account: User,
+    pub privacy: PrivacySettings,
+    /// Your live sessions (devices).
+    pub sessions: Vec<SessionInfo>,
+    pub blocked: Vec<BlockedUser>,
+    /// Your chats, most recent activity first.
+    pub chats: Vec<ExportedChat>,
+}

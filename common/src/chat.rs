@@ -28,8 +28,12 @@ pub struct Friend {
     pub display_name: String,
     /// Whether they have at least one live connection now.
     pub online: bool,
-    /// When their last connection closed (RFC 3339), if ever.
+    /// When their last connection closed (RFC 3339), if ever, and if you may see it.
     pub last_seen: Option<String>,
+    /// They deleted their account: shown as "Deleted user" with no email, and they cannot be
+    /// written to. (Absent from older servers.)
+    #[serde(default)]
+    pub deleted: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

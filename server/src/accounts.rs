@@ -394,6 +394,74 @@ pub async fn revoke_other_sessions(state: &AppState, session: &crate::state::Ses
     Ok(())
 }
 
+/// Deletes the caller's account (its password required): every session ends and its sockets
+/// close, its friends see "Deleted user" at once (a `chat_created` with the chat as it is now),
+/// its messages stay in their chats under that name, and the email can sign up again.
+pub async fn delete_account(state: &AppState, session: &crate::state::Session, password: &str) -> ApiResult<()> {
+    let user = state.store.user_by_id(session.user_id).await?.ok_or(ApiError::Unauthorized)?;
+    take_all(&*state.limiter, &[(Bucket::LoginPerEmail, &user.email)]).await?;
+    if !crypto::verify_password(password.to_string(), Some(user.password_hash)).await {
+        return Err(ApiError::InvalidCredentials);
+    }
+    let deleted = state.store.delete_account(user.id, now_millis()).await.map_err(|err| match err {
+        // Deleted meanwhile by another of its sessions.
+        StoreError::NotFound => ApiError::Unauthorized,
+        other => other.into(),
+    })?;
+    for session_id in &deleted.sessions {
+        state.relay.end_session(*session_id);
+    }
+    for (chat_id, crate::store::EventPos { user_id: friend, pos }) in deleted.announced {
+        match state.store.chat_for_user(chat_id, friend).await {
+            Ok(Some(chat)) => {
+                let chat = crate::chats::chat_views(state, vec![chat]).await.pop().expect("one in, one out");
+                let event = parley_common::Event::ChatCreated { cursor: crate::chats::cursor_string(pos), chat };
+                state.relay.deliver(friend, crate::relay::Outbound::event(pos, event, None), None);
+            }
+            // The event is stored: the friend's devices get it on their next sync.
+            Ok(None) => {}
+            Err(err) => tracing::warn!(error = %err, "telling a friend of a deleted account"),
+        }
+    }
+    tracing::info!(user_id = user.id, sessions_ended = deleted.sessions.len(), "account deleted");
+    Ok(())
+}
+
+/// Everything the server keeps about the caller's account: the account, its settings, sessions
+/// and blocks, and every chat with every message, as JSON.
+pub async fn export(state: &AppState, session: &crate::state::Session) -> ApiResult<parley_common::AccountExport> {
+    const PAGE: i64 = 1000;
+    let user = state.store.user_by_id(session.user_id).await?.ok_or(ApiError::Unauthorized)?;
+    let privacy = crate::privacy::privacy_settings(state, user.id).await?;
+    let sessions = list_sessions(state, session).await?.sessions;
+    let blocked = crate::privacy::blocked_users(state, user.id).await?.blocked;
+    let mut chats = Vec::new();
+    for chat in crate::chats::list_chats(state, user.id).await?.chats {
+        let mut messages = Vec::new();
+        let mut before = i64::MAX;
+        loop {
+            let page = state.store.messages_before(chat.id, before, PAGE).await?;
+            let full = page.len() as i64 == PAGE;
+            before = page.last().map_or(before, |m| m.seq);
+            messages.extend(page.iter().map(crate::chats::message_view));
+            if !full {
+                break;
+            }
+        }
+        messages.reverse();
+        chats.push(parley_common::ExportedChat { chat, messages });
+    }
+    tracing::info!(user_id = user.id, chats = chats.len(), "account exported");
+    Ok(parley_common::AccountExport {
+        exported_at: rfc3339(now_millis()),
+        account: user_view(&user),
+        privacy,
+        sessions,
+        blocked,
+        chats,
+    })
+}
+
 pub async fn logout(state: &AppState, session_id: i64) -> ApiResult<()> {
     state.store.revoke_session(session_id, now_millis()).await?;
     state.relay.end_session(session_id);

@@ -35,10 +35,12 @@ pub fn chat_view(c: ChatSummary, friend_online: bool) -> Chat {
         id: c.chat_id,
         friend: Friend {
             id: c.friend_id,
-            email: c.friend_email,
+            // A deleted account's row keeps a placeholder, not an address: nothing to show.
+            email: if c.friend_deleted { String::new() } else { c.friend_email },
             display_name: c.friend_display_name,
             online: visible && friend_online,
             last_seen: c.friend_last_seen_at.filter(|_| visible).map(rfc3339),
+            deleted: c.friend_deleted,
         },
         last_message: c.last_message.as_ref().map(message_view),
         unread_count: c.unread_count,

@@ -415,6 +415,7 @@ mod tests {
                 display_name: format!("U{friend}"),
                 online: false,
                 last_seen: None,
+                deleted: false,
             },
             last_message: None,
             unread_count: 0,

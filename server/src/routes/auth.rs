@@ -7,8 +7,9 @@ use axum::{
     Router,
 };
 use parley_common::{
-    AuthResponse, ErrorBody, ForgotPasswordRequest, LoginRequest, PasswordChange, PasswordResetPending,
-    PasswordResetRequest, ProfileUpdate, ResendRequest, SessionList, SignupPending, SignupRequest, User, VerifyRequest,
+    AccountExport, AuthResponse, DeleteAccountRequest, ErrorBody, ForgotPasswordRequest, LoginRequest, PasswordChange,
+    PasswordResetPending, PasswordResetRequest, ProfileUpdate, ResendRequest, SessionList, SignupPending,
+    SignupRequest, User, VerifyRequest,
 };
 
 use crate::{
@@ -26,7 +27,8 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/auth/logout", post(logout))
         .route("/api/v1/auth/password/forgot", post(forgot_password))
         .route("/api/v1/auth/password/reset", post(reset_password))
-        .route("/api/v1/me", get(me).patch(update_me))
+        .route("/api/v1/me", get(me).patch(update_me).delete(delete_me))
+        .route("/api/v1/me/export", get(export))
         .route("/api/v1/me/password", post(change_password))
         .route("/api/v1/sessions", get(sessions))
         .route("/api/v1/sessions/others", axum::routing::delete(revoke_others))
@@ -253,4 +255,37 @@ pub async fn revoke_session(
 pub async fn revoke_others(State(state): State<AppState>, session: Session) -> ApiResult<StatusCode> {
     accounts::revoke_other_sessions(&state, &session).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Delete your account, with its password. Every session ends (sockets close with 4001); your
+/// friends see "Deleted user" in your place; the messages you sent stay in their chats under that
+/// name (chats whose other member is gone too are deleted); the email can sign up again.
+#[utoipa::path(delete, path = "/api/v1/me", tag = "auth", request_body = DeleteAccountRequest,
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 204, description = "Deleted; the session cookie is cleared"),
+        (status = 401, description = "`unauthorized`, or `invalid_credentials` for a wrong password", body = ErrorBody),
+        (status = 429, description = "`rate_limited`", body = ErrorBody),
+    ))]
+pub async fn delete_me(
+    State(state): State<AppState>,
+    session: Session,
+    ApiJson(req): ApiJson<DeleteAccountRequest>,
+) -> ApiResult<Response> {
+    accounts::delete_account(&state, &session, &req.password).await?;
+    Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, clear_session_cookie_header(&state.config))]).into_response())
+}
+
+/// Everything the server keeps about your account, as a JSON file: the account, the privacy
+/// setting, your sessions and blocks, and every chat with all its messages (oldest first).
+#[utoipa::path(get, path = "/api/v1/me/export", tag = "auth",
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "Your data (sent as an attachment, `parley-export.json`)", body = AccountExport),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+    ))]
+pub async fn export(State(state): State<AppState>, session: Session) -> ApiResult<Response> {
+    let export = accounts::export(&state, &session).await?;
+    let disposition = (header::CONTENT_DISPOSITION, "attachment; filename=\"parley-export.json\"");
+    Ok(([disposition], ApiJson(export)).into_response())
 }

@@ -29,7 +29,7 @@ pub mod privacy;
 #[openapi(
     info(title = "Parley", description = "Self-hostable real-time 1:1 chat. Errors are `{\"error\": {\"code\", \"message\"}}`."),
     paths(
-        auth::signup, auth::verify, auth::resend, auth::login, auth::logout, auth::forgot_password, auth::reset_password, auth::me, auth::update_me, auth::change_password,
+        auth::signup, auth::verify, auth::resend, auth::login, auth::logout, auth::forgot_password, auth::reset_password, auth::me, auth::update_me, auth::change_password, auth::delete_me, auth::export,
         auth::sessions, auth::revoke_session, auth::revoke_others,
         instance::instance, instance::healthz,
         chats::start_chat, chats::list_chats, chats::history, chats::sync, crate::ws::upgrade,

@@ -253,7 +253,21 @@ pub struct ChatSummary {
     pub blocked: bool,
     /// The member may see the friend's presence and last seen.
     pub friend_presence_visible: bool,
+    /// The friend deleted their account.
+    pub friend_deleted: bool,
 }
+
+/// What deleting an account left to do outside the database.
+#[derive(Debug, Clone, Default)]
+pub struct DeletedAccount {
+    /// The account's sessions, gone: their sockets must close.
+    pub sessions: Vec<i64>,
+    /// A `chat_created` event for each friend left, re-announcing the chat with "Deleted user".
+    pub announced: Vec<(i64, EventPos)>,
+}
+
+/// Shown for a deleted account, wherever its name was.
+pub const DELETED_USER_NAME: &str = "Deleted user";
 
 /// How presence shows between a user and one friend (someone they share a chat with). One sees
 /// a friend's presence and last seen when the friend has reached out in their chat (started it,
@@ -329,7 +343,7 @@ pub enum SendOutcome {
     Duplicate { message: MessageRecord, cursor: i64 },
     /// The `client_id` names another message of this sender.
     ClientIdReused,
-    /// No such chat, or the sender is not a member.
+    /// No such chat, the sender is not a member, or the other member deleted their account.
     NotMember,
     /// One member has blocked the other; nothing is stored. `by_sender` when the sender did.
     Blocked { by_sender: bool },
@@ -443,6 +457,12 @@ pub trait Store: Send + Sync + 'static {
     async fn blocked_users(&self, blocker_id: i64) -> StoreResult<Vec<BlockedRow>>;
     /// Whether either of the two has blocked the other.
     async fn blocked_either_way(&self, a: i64, b: i64) -> StoreResult<bool>;
+
+    /// Deletes the account in one transaction: its sessions, blocks, settings, pending password
+    /// reset and event stream go; its row stays, anonymous ("Deleted user", no email, no password),
+    /// as the author of the messages it sent, which stay in its friends' chats; chats whose other
+    /// member is gone too are deleted with their messages. The email is free again.
+    async fn delete_account(&self, user_id: i64, now: Millis) -> StoreResult<DeletedAccount>;
 
     /// Deletes expired or revoked sessions and signups created before `signups_before`.
     async fn purge(&self, now: Millis, signups_before: Millis) -> StoreResult<u64>;

@@ -105,8 +105,9 @@ macro_rules! impl_store {
                     "SELECT cm.chat_id, cm.user_id, cm.reached_out,
                             EXISTS (SELECT 1 FROM blocks b JOIN chat_members o ON o.user_id = b.blocked_id
                                     WHERE b.blocker_id = cm.user_id AND o.chat_id = cm.chat_id
-                                      AND o.user_id <> cm.user_id) AS blocks_friend
-                     FROM chat_members cm WHERE cm.chat_id IN (",
+                                      AND o.user_id <> cm.user_id) AS blocks_friend,
+                            (u.deleted_at IS NOT NULL) AS gone
+                     FROM chat_members cm JOIN users u ON u.id = cm.user_id WHERE cm.chat_id IN (",
                 );
                 let mut list = query.separated(", ");
                 for m in batch {
@@ -117,10 +118,15 @@ macro_rules! impl_store {
                 let mut blockers: std::collections::HashSet<(i64, i64)> = std::collections::HashSet::new();
                 // Members who have not written or started the chat yet: (chat, user).
                 let mut silent: std::collections::HashSet<(i64, i64)> = std::collections::HashSet::new();
-                for (chat_id, user_id, reached_out, blocks_friend) in
-                    query.build_query_as::<(i64, i64, bool, bool)>().fetch_all(&mut *tx).await?
+                // Chats with a deleted member: nobody is there to write to, or to write.
+                let mut abandoned: std::collections::HashSet<i64> = std::collections::HashSet::new();
+                for (chat_id, user_id, reached_out, blocks_friend, gone) in
+                    query.build_query_as::<(i64, i64, bool, bool, bool)>().fetch_all(&mut *tx).await?
                 {
                     members.entry(chat_id).or_default().push(user_id);
+                    if gone {
+                        abandoned.insert(chat_id);
+                    }
                     if blocks_friend {
                         blockers.insert((chat_id, user_id));
                     }
@@ -150,7 +156,7 @@ macro_rules! impl_store {
                     } else {
                         first_in_batch.insert((m.sender_id, m.client_id.as_str()), i);
                         let chat_members = members.get(&m.chat_id).map(Vec::as_slice).unwrap_or_default();
-                        outcomes[i] = if !chat_members.contains(&m.sender_id) {
+                        outcomes[i] = if !chat_members.contains(&m.sender_id) || abandoned.contains(&m.chat_id) {
                             Some(SendOutcome::NotMember)
                         } else if blockers.contains(&(m.chat_id, m.sender_id)) {
                             Some(SendOutcome::Blocked { by_sender: true })
@@ -721,7 +727,7 @@ macro_rules! impl_store {
 
             #[tracing::instrument(skip_all)]
             async fn set_last_seen(&self, user_id: i64, at: Millis) -> StoreResult<()> {
-                sqlx::query("UPDATE users SET last_seen_at = $2 WHERE id = $1")
+                sqlx::query("UPDATE users SET last_seen_at = $2 WHERE id = $1 AND deleted_at IS NULL")
                     .bind(user_id)
                     .bind(at)
                     .execute(self.writer())
@@ -968,6 +974,64 @@ macro_rules! impl_store {
             }
 
             #[tracing::instrument(skip_all)]
+            async fn delete_account(&self, user_id: i64, now: Millis) -> StoreResult<DeletedAccount> {
+                let mut tx = self.writer().begin().await?;
+                // A write first, so SQLite takes its write lock at the start of the transaction.
+                let sessions: Vec<(i64,)> = sqlx::query_as("DELETE FROM sessions WHERE user_id = $1 RETURNING id")
+                    .bind(user_id)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                sqlx::query("DELETE FROM password_resets WHERE user_id = $1").bind(user_id).execute(&mut *tx).await?;
+                sqlx::query("DELETE FROM blocks WHERE blocker_id = $1 OR blocked_id = $1")
+                    .bind(user_id)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("DELETE FROM events WHERE user_id = $1").bind(user_id).execute(&mut *tx).await?;
+                // Chats whose other member left before: nobody is left to read them.
+                sqlx::query(
+                    "DELETE FROM chats WHERE id IN (
+                         SELECT me.chat_id FROM chat_members me
+                         JOIN chat_members o ON o.chat_id = me.chat_id AND o.user_id <> me.user_id
+                         JOIN users u ON u.id = o.user_id
+                         WHERE me.user_id = $1 AND u.deleted_at IS NOT NULL)",
+                )
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
+                let done = sqlx::query(
+                    "UPDATE users SET email = $2, display_name = $3, password_hash = '', last_seen_at = NULL,
+                                      hide_presence = TRUE, deleted_at = $4
+                     WHERE id = $1 AND deleted_at IS NULL",
+                )
+                .bind(user_id)
+                // Not an address anyone can sign up with (`domain::Email` refuses ':'), and unique.
+                .bind(format!("deleted:{user_id}"))
+                .bind(DELETED_USER_NAME)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                let friends: Vec<(i64, i64)> = sqlx::query_as(
+                    "SELECT o.user_id, me.chat_id FROM chat_members me
+                     JOIN chat_members o ON o.chat_id = me.chat_id AND o.user_id <> me.user_id
+                     WHERE me.user_id = $1 ORDER BY o.user_id",
+                )
+                .bind(user_id)
+                .fetch_all(&mut *tx)
+                .await?;
+                let mut announced = Vec::with_capacity(friends.len());
+                for (friend, chat_id) in friends {
+                    for pos in Self::push_events(&mut tx, &[friend], "chat_created", chat_id, None, None, now).await? {
+                        announced.push((chat_id, pos));
+                    }
+                }
+                tx.commit().await?;
+                Ok(DeletedAccount { sessions: sessions.into_iter().map(|(id,)| id).collect(), announced })
+            }
+
+            #[tracing::instrument(skip_all)]
             async fn purge(&self, now: Millis, signups_before: Millis) -> StoreResult<u64> {
                 let mut tx = self.writer().begin().await?;
                 let sessions = sqlx::query("DELETE FROM sessions WHERE expires_at < $1 OR revoked_at IS NOT NULL")
@@ -1013,6 +1077,7 @@ macro_rules! chat_query {
                     (other.reached_out AND NOT u.hide_presence AND NOT mu.hide_presence
                      AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.blocker_id = u.id AND b.blocked_id = $1))
                         AS friend_presence_visible,
+                    (u.deleted_at IS NOT NULL) AS friend_deleted,
                     (SELECT COUNT(*) FROM messages x
                      WHERE x.chat_id = c.id AND x.seq > me.read_up_to AND x.sender_id <> $1) AS unread_count,
                     lm.id AS m_id, lm.seq AS m_seq, lm.sender_id AS m_sender_id, lm.client_id AS m_client_id,
@@ -1066,6 +1131,7 @@ pub(crate) struct ChatRow {
     friend_last_seen_at: Option<i64>,
     blocked: bool,
     friend_presence_visible: bool,
+    friend_deleted: bool,
     unread_count: i64,
     #[sqlx(flatten)]
     last_message: JoinedMessage,
@@ -1085,6 +1151,7 @@ impl ChatRow {
             friend_read_up_to: self.friend_read_up_to,
             blocked: self.blocked,
             friend_presence_visible: self.friend_presence_visible,
+            friend_deleted: self.friend_deleted,
         }
     }
 }

@@ -78,6 +78,7 @@ async fn every_route_answers_each_kind_of_caller_as_it_should(backend: Backend) 
             "/api/v1/me/password".into(),
             Some(json!({"current_password": "a good password", "new_password": "a good password"})),
         ),
+        (Method::GET, "/api/v1/me/export".into(), None),
         (Method::GET, "/api/v1/me/privacy".into(), None),
         (Method::PUT, "/api/v1/me/privacy".into(), Some(json!({"hide_presence": false}))),
         (Method::GET, "/api/v1/blocks".into(), None),
@@ -104,6 +105,21 @@ async fn every_route_answers_each_kind_of_caller_as_it_should(backend: Backend) 
         let text = response.text().await.unwrap();
         assert!(!text.contains("bo@example.org"), "{path} shows Eve nothing of Ada's chat: {text}");
     }
+
+    // Deleting the account: no session, a dead one, or someone else's (with Ada's password) never
+    // reaches Ada's account.
+    let delete = json!({"password": "a good password"});
+    for (who, token) in
+        [("no session", None), ("expired", Some(expired.as_str())), ("revoked", Some(revoked.token.as_str()))]
+    {
+        let response = call(&app, &Method::DELETE, "/api/v1/me", Some(&delete), token).await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "DELETE /api/v1/me with {who}");
+    }
+    // The route names no account: Eve's session can only ever mean Eve's, checked against her password.
+    let not_eves = json!({"password": "Ada's, say"});
+    let by_eve = call(&app, &Method::DELETE, "/api/v1/me", Some(&not_eves), Some(&eve.token)).await;
+    assert_error(by_eve, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+    assert_eq!(app.login("ada@example.org", "a good password").await.status(), StatusCode::OK, "Ada is still there");
 
     // The right user, on every route (logout last: it ends the session).
     for (method, path, body) in &routes {

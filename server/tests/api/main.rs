@@ -5,6 +5,7 @@ mod blocking;
 mod chats;
 mod fuzz;
 mod helpers;
+mod leaving;
 mod password_reset;
 mod privacy;
 mod realtime;

@@ -448,3 +448,51 @@ async fn blocking_a_user_stops_their_messages() {
     ada.close().await;
     bo.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exporting_and_deleting_an_account_from_settings() {
+    let smtp = SmtpSink::start().await;
+    let ui_dir = harness::workspace_root().join("ui/dist").display().to_string();
+    let smtp_url = smtp.url();
+    let server = ServerProcess::start(&[("PARLEY_UI_DIR", &ui_dir), ("PARLEY_SMTP_URL", &smtp_url)]).await;
+    let driver = Driver::start().await;
+    let ada_token = sign_up_by_api(&server, &smtp, "ada@example.org", "Ada").await;
+    let bo_token = sign_up_by_api(&server, &smtp, "bo@example.org", "Bo").await;
+    let chat = reqwest::Client::new()
+        .post(format!("{}/api/v1/chats", server.url()))
+        .bearer_auth(&ada_token)
+        .json(&serde_json::json!({"email": "bo@example.org"}))
+        .send()
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    send_messages(&server, &ada_token, chat["id"].as_i64().unwrap(), 2).await;
+
+    let mut ada = driver.browser("ada-leaves").await;
+    log_in(&mut ada, &server, "ada@example.org").await;
+    ada.click("#open-settings").await;
+    ada.click("#settings-export").await;
+    ada.until_text("#export-outcome", "downloaded as parley-export.json").await;
+
+    // A wrong password deletes nothing; the right one logs out everywhere with a notice.
+    ada.fill("#settings-delete-password", "not my password").await;
+    ada.click("#settings-delete-account").await;
+    ada.until_text("#delete-outcome", "The password is not right.").await;
+    ada.shot("delete-wrong-password").await;
+    ada.fill("#settings-delete-password", PASSWORD).await;
+    ada.click("#settings-delete-account").await;
+    ada.find("#login-email").await;
+    ada.until("the notice", || async { ada.text("body").await.contains("Your account was deleted") }).await;
+    ada.shot("deleted").await;
+
+    let get = |path: &str, token: &str| {
+        reqwest::Client::new().get(format!("{}{path}", server.url())).bearer_auth(token.to_string()).send()
+    };
+    assert_eq!(get("/api/v1/me", &ada_token).await.unwrap().status(), reqwest::StatusCode::UNAUTHORIZED);
+    let bos: serde_json::Value = get("/api/v1/chats", &bo_token).await.unwrap().json().await.unwrap();
+    assert_eq!(bos["chats"][0]["friend"]["display_name"], "Deleted user");
+    assert_eq!(bos["chats"][0]["last_message"]["body"], "note 1", "her messages stay with Bo");
+    ada.close().await;
+}

@@ -5,9 +5,9 @@ use std::{cell::RefCell, collections::BTreeMap, rc::Rc};
 
 use gloo_timers::callback::{Interval, Timeout};
 use parley_common::{
-    ws::close, AuthResponse, BlockList, BlockRequest, Chat, ChatList, ClientFrame, ErrorBody, ForgotPasswordRequest,
-    InstanceInfo, MessagePage, PasswordChange, PasswordResetPending, PasswordResetRequest, PrivacySettings,
-    ProfileUpdate, ServerFrame, SessionList, SignupPending, User,
+    ws::close, AuthResponse, BlockList, BlockRequest, Chat, ChatList, ClientFrame, DeleteAccountRequest, ErrorBody,
+    ForgotPasswordRequest, InstanceInfo, MessagePage, PasswordChange, PasswordResetPending, PasswordResetRequest,
+    PrivacySettings, ProfileUpdate, ServerFrame, SessionList, SignupPending, User,
 };
 use serde::{de::DeserializeOwned, Serialize};
 use wasm_bindgen::{closure::Closure, JsCast, JsValue};
@@ -322,6 +322,23 @@ async fn call<T: DeserializeOwned>(
     })
 }
 
+const EXPORT_FILE: &str = "parley-export.json";
+
+/// Hands `text` to the browser as a file download named `name`.
+fn download(name: &str, text: &str) -> Result<(), JsValue> {
+    let parts = js_sys::Array::of1(&JsValue::from_str(text));
+    let options = web_sys::BlobPropertyBag::new();
+    options.set_type("application/json");
+    let blob = web_sys::Blob::new_with_str_sequence_and_options(&parts, &options)?;
+    let url = web_sys::Url::create_object_url_with_blob(&blob)?;
+    let document = web_sys::window().and_then(|w| w.document()).ok_or(JsValue::NULL)?;
+    let link: web_sys::HtmlAnchorElement = document.create_element("a")?.dyn_into()?;
+    link.set_href(&url);
+    link.set_download(name);
+    link.click();
+    web_sys::Url::revoke_object_url(&url)
+}
+
 async fn get<T: DeserializeOwned>(path: &str) -> UiResult<T> {
     call::<T>("GET", path, None::<&()>).await?.1.ok_or_else(|| UiError::network("empty answer"))
 }
@@ -456,6 +473,24 @@ impl Backend for BrowserBackend {
     fn unblock(&self, user_id: i64) -> LocalFuture<'_, UiResult<()>> {
         Box::pin(async move {
             call::<serde_json::Value>("DELETE", &format!("/api/v1/blocks/{user_id}"), None::<&()>).await?;
+            Ok(())
+        })
+    }
+
+    fn export_data(&self) -> LocalFuture<'_, UiResult<String>> {
+        Box::pin(async {
+            let export: serde_json::Value = get("/api/v1/me/export").await?;
+            let text = serde_json::to_string_pretty(&export).expect("JSON");
+            download(EXPORT_FILE, &text).map_err(|_| UiError::network("the browser refused the download"))?;
+            Ok(format!("Your data was downloaded as {EXPORT_FILE}."))
+        })
+    }
+
+    fn delete_account(&self, password: String) -> LocalFuture<'_, UiResult<()>> {
+        Box::pin(async move {
+            call::<serde_json::Value>("DELETE", "/api/v1/me", Some(&DeleteAccountRequest { password })).await?;
+            // Our socket closes too; this is not a session ended elsewhere.
+            self.disconnect();
             Ok(())
         })
     }

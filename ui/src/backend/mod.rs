@@ -156,6 +156,10 @@ pub trait Backend {
     fn sessions(&self) -> LocalFuture<'_, UiResult<SessionList>>;
     fn revoke_session(&self, session_id: i64) -> LocalFuture<'_, UiResult<()>>;
     fn revoke_other_sessions(&self) -> LocalFuture<'_, UiResult<()>>;
+    /// Saves everything the server keeps about the account as a JSON file; says where it went.
+    fn export_data(&self) -> LocalFuture<'_, UiResult<String>>;
+    /// Deletes the account (its password required); every session ends, this one too.
+    fn delete_account(&self, password: String) -> LocalFuture<'_, UiResult<()>>;
 
     /// Blocks a friend: their messages are refused and they stop seeing our presence.
     fn block(&self, user_id: i64) -> LocalFuture<'_, UiResult<()>>;

@@ -9,8 +9,9 @@ use parley_common::{
         BridgeError, ChatArgs, DesktopEvent, HistoryArgs, LoginArgs, ReadArgs, ResendArgs, SendArgs, ServerArgs,
         SessionArgs, SignupArgs, SignupResult, StartChatArgs, VerifyArgs, ViewingArgs, EVENT_NAME,
     },
-    BlockList, BlockRequest, Chat, ChatList, ForgotPasswordRequest, InstanceInfo, MessagePage, PasswordChange,
-    PasswordResetPending, PasswordResetRequest, PrivacySettings, ProfileUpdate, SessionList, SignupPending, User,
+    BlockList, BlockRequest, Chat, ChatList, DeleteAccountRequest, ForgotPasswordRequest, InstanceInfo, MessagePage,
+    PasswordChange, PasswordResetPending, PasswordResetRequest, PrivacySettings, ProfileUpdate, SessionList,
+    SignupPending, User,
 };
 use serde::{
     de::{DeserializeOwned, IgnoredAny},
@@ -253,6 +254,21 @@ impl Backend for TauriBackend {
     fn unblock(&self, user_id: i64) -> LocalFuture<'_, UiResult<()>> {
         Box::pin(async move {
             self.bridge.call::<IgnoredAny>("unblock", with_args(&BlockRequest { user_id })).await?;
+            Ok(())
+        })
+    }
+
+    fn export_data(&self) -> LocalFuture<'_, UiResult<String>> {
+        Box::pin(async {
+            let path: String = self.bridge.call("export_data", no_args()).await?;
+            Ok(format!("Your data was saved to {path}."))
+        })
+    }
+
+    fn delete_account(&self, password: String) -> LocalFuture<'_, UiResult<()>> {
+        Box::pin(async move {
+            self.bridge.call::<IgnoredAny>("delete_account", with_args(&DeleteAccountRequest { password })).await?;
+            self.disconnect();
             Ok(())
         })
     }

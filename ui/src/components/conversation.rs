@@ -126,7 +126,9 @@ pub fn conversation() -> Html {
                     <h2 class={classes!("friend-name", friend.online.then_some("online"))}>{ friend.display_name.clone() }</h2>
                     <p class="status" aria-live="polite">{ status }</p>
                 </div>
-                <BlockControl user_id={friend.id} name={friend.display_name.clone()} blocked={chat.blocked} />
+                if !friend.deleted {
+                    <BlockControl user_id={friend.id} name={friend.display_name.clone()} blocked={chat.blocked} />
+                }
             </header>
             <ol class="messages" ref={list_ref} {onscroll} role="log" aria-live="polite" aria-label="Messages">
                 if history.more {
@@ -161,7 +163,11 @@ pub fn conversation() -> Html {
                     </li>
                 }) }
             </ol>
-            if chat.blocked {
+            if friend.deleted {
+                <p class="blocked-note" id="deleted-note">
+                    { "This person deleted their account. The chat stays for you to read; nobody can write to it." }
+                </p>
+            } else if chat.blocked {
                 <p class="blocked-note" id="blocked-note">
                     { format!("You blocked {}. Unblock them to write to each other again.", friend.display_name) }
                 </p>

@@ -29,6 +29,8 @@ pub fn settings() -> Html {
                 <Privacy />
                 <Blocked />
                 <Sessions />
+                <YourData />
+                <DeleteAccount />
             </main>
         </div>
     }
@@ -346,6 +348,84 @@ fn sessions() -> Html {
             { outcome_line(&outcome, "sessions-outcome") }
             <button type="button" id="revoke-other-sessions" class="primary" disabled={!others || *outcome == Outcome::Busy}
                 onclick={act(None)}>{ "Log out everywhere else" }</button>
+        </section>
+    }
+}
+
+#[function_component(YourData)]
+fn your_data() -> Html {
+    let ctx = use_context::<AppContext>().expect("AppContext");
+    let outcome = use_state(|| Outcome::Idle);
+    let onclick = {
+        let (ctx, outcome) = (ctx.clone(), outcome.clone());
+        Callback::from(move |_| {
+            let (ctx, outcome) = (ctx.clone(), outcome.clone());
+            outcome.set(Outcome::Busy);
+            spawn_local(async move {
+                match ctx.backend.export_data().await {
+                    Ok(done) => outcome.set(Outcome::Done(done)),
+                    Err(err) => outcome.set(Outcome::Failed(err.message)),
+                }
+            });
+        })
+    };
+    html! {
+        <section class="card settings-section" aria-labelledby="data-title">
+            <h2 id="data-title">{ "Your data" }</h2>
+            <p class="hint">{ "Everything this server keeps about your account, as one JSON file: your account, settings, \
+                sessions, the people you blocked, and every chat with all its messages." }</p>
+            { outcome_line(&outcome, "export-outcome") }
+            <button type="button" id="settings-export" class="primary" disabled={*outcome == Outcome::Busy}
+                {onclick}>{ "Download my data" }</button>
+        </section>
+    }
+}
+
+#[function_component(DeleteAccount)]
+fn delete_account() -> Html {
+    let ctx = use_context::<AppContext>().expect("AppContext");
+    let password = use_state(String::new);
+    let outcome = use_state(|| Outcome::Idle);
+    let onsubmit = {
+        let (ctx, password, outcome) = (ctx.clone(), password.clone(), outcome.clone());
+        Callback::from(move |e: SubmitEvent| {
+            e.prevent_default();
+            if *outcome == Outcome::Busy || password.is_empty() {
+                return;
+            }
+            outcome.set(Outcome::Busy);
+            let (ctx, password, outcome) = (ctx.clone(), password.clone(), outcome.clone());
+            spawn_local(async move {
+                match ctx.backend.delete_account((*password).clone()).await {
+                    Ok(()) => ctx
+                        .state
+                        .dispatch(Action::LoggedOut { notice: Some("Your account was deleted. Goodbye!".into()) }),
+                    Err(err) if err.code == "invalid_credentials" => {
+                        outcome.set(Outcome::Failed("The password is not right.".into()))
+                    }
+                    Err(err) => outcome.set(Outcome::Failed(err.message)),
+                }
+            });
+        })
+    };
+    let oninput = {
+        let password = password.clone();
+        Callback::from(move |e: InputEvent| password.set(input_value(&e)))
+    };
+    html! {
+        <section class="card settings-section danger-zone" aria-labelledby="delete-title">
+            <h2 id="delete-title">{ "Delete account" }</h2>
+            <p class="hint">{ "Your account, settings and sessions are deleted and every device is logged out. \
+                The people you wrote to see \"Deleted user\" in your place and keep your messages in their chats. \
+                Your email can be used to sign up again. This cannot be undone." }</p>
+            <form {onsubmit} novalidate=true>
+                <label for="settings-delete-password">{ "Your password" }</label>
+                <input id="settings-delete-password" type="password" autocomplete="current-password" required=true
+                    value={(*password).clone()} {oninput} />
+                { outcome_line(&outcome, "delete-outcome") }
+                <button type="submit" id="settings-delete-account" class="danger"
+                    disabled={*outcome == Outcome::Busy || password.is_empty()}>{ "Delete my account" }</button>
+            </form>
         </section>
     }
 }
