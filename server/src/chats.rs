@@ -190,6 +190,21 @@ impl From<ApiError> for SendError {
     }
 }
 
+/// What a `send` must be before it reaches the store: a UUID `client_id` and a body with some
+/// text, at most `max_bytes` long. Pure, so the protocol fuzz targets (`fuzz/`) check it too.
+pub fn check_send(client_id: &str, body: &str, max_bytes: usize) -> ApiResult<()> {
+    if uuid::Uuid::parse_str(client_id).is_err() {
+        return Err(ApiError::invalid("invalid_client_id", "client_id must be a UUID"));
+    }
+    if body.trim().is_empty() {
+        return Err(ApiError::invalid("empty_message", "a message needs some text"));
+    }
+    if body.len() > max_bytes {
+        return Err(ApiError::invalid("message_too_large", format!("a message may have at most {max_bytes} bytes")));
+    }
+    Ok(())
+}
+
 /// Stores a message once and relays it: `message` to every connection of every member except
 /// `origin`, which gets the `ack`.
 pub async fn send(
@@ -200,16 +215,7 @@ pub async fn send(
     client_id: String,
     body: String,
 ) -> Result<(), SendError> {
-    if uuid::Uuid::parse_str(&client_id).is_err() {
-        return Err(ApiError::invalid("invalid_client_id", "client_id must be a UUID").into());
-    }
-    if body.trim().is_empty() {
-        return Err(ApiError::invalid("empty_message", "a message needs some text").into());
-    }
-    let max = state.config.max_message_bytes;
-    if body.len() > max {
-        return Err(ApiError::invalid("message_too_large", format!("a message may have at most {max} bytes")).into());
-    }
+    check_send(&client_id, &body, state.config.max_message_bytes)?;
     take_all(&*state.limiter, &[(Bucket::MessagesPerUser, &user_id.to_string())]).await?;
     let new = NewMessage { chat_id, sender_id: user_id, client_id, body, now: now_millis() };
     match state.writer.send(new).await? {
