@@ -159,6 +159,16 @@ impl Cache {
             > 0)
     }
 
+    /// Marks the chats with `friend_id` as blocked by us, or not.
+    pub async fn set_blocked(&self, friend_id: i64, blocked: bool) -> CacheResult<()> {
+        sqlx::query("UPDATE chats SET blocked = ? WHERE friend_id = ?")
+            .bind(blocked)
+            .bind(friend_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// The chats, most recent activity first, with unread counts as this device knows them.
     pub async fn chats(&self) -> CacheResult<Vec<Chat>> {
         let me = self.me().await?.map_or(0, |u| u.id);

@@ -14,9 +14,9 @@ use parley_common::{
         BridgeError, ChatArgs, ConnectionState, DesktopEvent, HistoryArgs, LoginArgs, ReadArgs, ResendArgs, SendArgs,
         SessionArgs, SignupArgs, SignupResult, StartChatArgs, VerifyArgs,
     },
-    AuthResponse, Chat, ChatList, ForgotPasswordRequest, InstanceInfo, LoginRequest, MessagePage, PasswordChange,
-    PasswordResetPending, PasswordResetRequest, ProfileUpdate, ResendRequest, SessionList, SignupRequest, User,
-    VerifyRequest,
+    AuthResponse, BlockList, BlockRequest, Chat, ChatList, DeleteAccountRequest, ForgotPasswordRequest, InstanceInfo,
+    LoginRequest, MessagePage, PasswordChange, PasswordResetPending, PasswordResetRequest, PrivacySettings,
+    ProfileUpdate, ResendRequest, SessionList, SignupRequest, User, VerifyRequest,
 };
 use tokio::sync::{broadcast, mpsc};
 
@@ -338,6 +338,66 @@ impl Client {
     pub async fn revoke_other_sessions(&self) -> Result<(), BridgeError> {
         let (api, token) = self.token().await?;
         Ok(api.revoke_other_sessions(&token).await?)
+    }
+
+    /// Blocks a friend (needs the server); the cached chat is marked at once.
+    pub async fn block(&self, request: BlockRequest) -> Result<(), BridgeError> {
+        let (api, token) = self.token().await?;
+        api.block(&token, request.user_id).await?;
+        self.inner.shared.cache.set_blocked(request.user_id, true).await.map_err(ClientError::from)?;
+        Ok(())
+    }
+
+    pub async fn unblock(&self, request: BlockRequest) -> Result<(), BridgeError> {
+        let (api, token) = self.token().await?;
+        api.unblock(&token, request.user_id).await?;
+        self.inner.shared.cache.set_blocked(request.user_id, false).await.map_err(ClientError::from)?;
+        Ok(())
+    }
+
+    pub async fn blocked_users(&self) -> Result<BlockList, BridgeError> {
+        let (api, token) = self.token().await?;
+        Ok(api.blocked_users(&token).await?)
+    }
+
+    pub async fn privacy(&self) -> Result<PrivacySettings, BridgeError> {
+        let (api, token) = self.token().await?;
+        Ok(api.privacy(&token).await?)
+    }
+
+    /// Hides (or shows) our presence; the server sends the presence frames that follow from it.
+    pub async fn set_privacy(&self, settings: PrivacySettings) -> Result<PrivacySettings, BridgeError> {
+        let (api, token) = self.token().await?;
+        Ok(api.set_privacy(&token, &settings).await?)
+    }
+
+    /// Saves everything the server keeps about the account into `dir` as a JSON file of its own
+    /// (`parley-export-<time>.json`, never over an earlier one); returns its path.
+    pub async fn export_data(&self, dir: &std::path::Path) -> Result<PathBuf, BridgeError> {
+        let (api, token) = self.token().await?;
+        let export = api.export(&token).await?;
+        let stamp = time::OffsetDateTime::now_utc().unix_timestamp();
+        std::fs::create_dir_all(dir).map_err(ClientError::from)?;
+        let mut path = dir.join(format!("parley-export-{stamp}.json"));
+        let mut n = 1;
+        while path.exists() {
+            path = dir.join(format!("parley-export-{stamp}-{n}.json"));
+            n += 1;
+        }
+        let json = serde_json::to_vec_pretty(&export).expect("the export serialises");
+        std::fs::write(&path, json).map_err(ClientError::from)?;
+        tracing::info!(path = %path.display(), "account data exported");
+        Ok(path)
+    }
+
+    /// Deletes the account on the server (its password required); this device then forgets the
+    /// session and the cache, as after a logout.
+    pub async fn delete_account(&self, request: DeleteAccountRequest) -> Result<(), BridgeError> {
+        let mut account = self.inner.account.lock().await;
+        let session = account.session.clone().ok_or(ClientError::NotLoggedIn)?;
+        self.api(&account)?.delete_account(&session.token, &request).await?;
+        self.end_session(&mut account).await?;
+        Ok(())
     }
 
     /// The chats from the cache (offline too), with the cursor the cache is current to.

@@ -4,9 +4,10 @@
 use std::{sync::Arc, time::Duration};
 
 use parley_common::{
-    AuthResponse, Chat, ChatList, ErrorBody, ForgotPasswordRequest, InstanceInfo, LoginRequest, NewChatRequest,
-    PasswordChange, PasswordResetPending, PasswordResetRequest, ProfileUpdate, ResendRequest, SessionList,
-    SignupPending, SignupRequest, User, VerifyRequest,
+    AccountExport, AuthResponse, BlockList, BlockRequest, Chat, ChatList, DeleteAccountRequest, ErrorBody,
+    ForgotPasswordRequest, InstanceInfo, LoginRequest, NewChatRequest, PasswordChange, PasswordResetPending,
+    PasswordResetRequest, PrivacySettings, ProfileUpdate, ResendRequest, SessionList, SignupPending, SignupRequest,
+    User, VerifyRequest,
 };
 use reqwest::{Method, StatusCode, Url};
 use serde::{de::DeserializeOwned, Serialize};
@@ -209,6 +210,36 @@ impl ServerApi {
         self.call::<serde_json::Value>(Method::DELETE, "/api/v1/sessions/others", Some(token), None::<&()>)
             .await
             .map(|_| ())
+    }
+
+    pub async fn block(&self, token: &str, user_id: i64) -> Result<(), ClientError> {
+        let request = BlockRequest { user_id };
+        self.call::<serde_json::Value>(Method::POST, "/api/v1/blocks", Some(token), Some(&request)).await.map(|_| ())
+    }
+
+    pub async fn unblock(&self, token: &str, user_id: i64) -> Result<(), ClientError> {
+        let path = format!("/api/v1/blocks/{user_id}");
+        self.call::<serde_json::Value>(Method::DELETE, &path, Some(token), None::<&()>).await.map(|_| ())
+    }
+
+    pub async fn blocked_users(&self, token: &str) -> Result<BlockList, ClientError> {
+        self.expect(Method::GET, "/api/v1/blocks", Some(token), None::<&()>).await
+    }
+
+    pub async fn privacy(&self, token: &str) -> Result<PrivacySettings, ClientError> {
+        self.expect(Method::GET, "/api/v1/me/privacy", Some(token), None::<&()>).await
+    }
+
+    pub async fn set_privacy(&self, token: &str, settings: &PrivacySettings) -> Result<PrivacySettings, ClientError> {
+        self.expect(Method::PUT, "/api/v1/me/privacy", Some(token), Some(settings)).await
+    }
+
+    pub async fn export(&self, token: &str) -> Result<AccountExport, ClientError> {
+        self.expect(Method::GET, "/api/v1/me/export", Some(token), None::<&()>).await
+    }
+
+    pub async fn delete_account(&self, token: &str, request: &DeleteAccountRequest) -> Result<(), ClientError> {
+        self.call::<serde_json::Value>(Method::DELETE, "/api/v1/me", Some(token), Some(request)).await.map(|_| ())
     }
 
     /// Opens the WebSocket with the session as a Bearer token.

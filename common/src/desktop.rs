@@ -113,7 +113,9 @@ pub struct ChatArgs {
 /// (→ `PasswordResetPending`), `reset_password` a `PasswordResetRequest` (→ `User`, logged in);
 /// `sessions` (→ `SessionList`) and `revoke_other_sessions` take no argument. `block` and
 /// `unblock` take a `BlockRequest` (the friend's `user_id`); `blocks` (→ `BlockList`) and `privacy`
-/// (→ `PrivacySettings`) none; `set_privacy` a `PrivacySettings` (→ `PrivacySettings`).
+/// (→ `PrivacySettings`) none; `set_privacy` a `PrivacySettings` (→ `PrivacySettings`);
+/// `export_data` none, and saves the `AccountExport` as a JSON file in the Downloads folder (→ its
+/// path); `delete_account` a `DeleteAccountRequest`, after which the app is logged out.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionArgs {
     pub session_id: i64,

@@ -135,3 +135,49 @@ pub async fn typing(client: State<'_, Client>, args: ChatArgs) -> Answer<()> {
 pub fn viewing(client: State<'_, Client>, args: ViewingArgs) {
     client.set_viewing(args.chat_id);
 }
+
+#[tauri::command]
+pub async fn block(client: State<'_, Client>, args: parley_common::BlockRequest) -> Answer<()> {
+    client.block(args).await
+}
+
+#[tauri::command]
+pub async fn unblock(client: State<'_, Client>, args: parley_common::BlockRequest) -> Answer<()> {
+    client.unblock(args).await
+}
+
+#[tauri::command]
+pub async fn blocks(client: State<'_, Client>) -> Answer<parley_common::BlockList> {
+    client.blocked_users().await
+}
+
+#[tauri::command]
+pub async fn privacy(client: State<'_, Client>) -> Answer<parley_common::PrivacySettings> {
+    client.privacy().await
+}
+
+#[tauri::command]
+pub async fn set_privacy(
+    client: State<'_, Client>,
+    args: parley_common::PrivacySettings,
+) -> Answer<parley_common::PrivacySettings> {
+    client.set_privacy(args).await
+}
+
+/// Saves the account's data in the Downloads folder (the app's data folder when there is none);
+/// answers the file's path.
+#[tauri::command]
+pub async fn export_data(app: tauri::AppHandle, client: State<'_, Client>) -> Answer<String> {
+    use tauri::Manager;
+    let dir = app
+        .path()
+        .download_dir()
+        .or_else(|_| app.path().app_data_dir())
+        .map_err(|err| BridgeError::new("io", format!("no folder to save the data in: {err}")))?;
+    Ok(client.export_data(&dir).await?.display().to_string())
+}
+
+#[tauri::command]
+pub async fn delete_account(client: State<'_, Client>, args: parley_common::DeleteAccountRequest) -> Answer<()> {
+    client.delete_account(args).await
+}

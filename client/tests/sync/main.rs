@@ -10,7 +10,7 @@ use harness::{eventually, temp_dir, Peer, Relay, Rest, TestServer};
 use parley_client::{Client, ClientOptions};
 use parley_common::{
     desktop::{ConnectionState, DesktopEvent, HistoryArgs, LoginArgs, SendArgs},
-    AuthResponse, PasswordChange, ProfileUpdate,
+    AccountExport, AuthResponse, BlockRequest, DeleteAccountRequest, PasswordChange, PrivacySettings, ProfileUpdate,
 };
 
 async fn logged_in_client(data_dir: &std::path::Path, server_url: &str, email: &str) -> Client {
@@ -339,5 +339,62 @@ async fn account_settings_and_a_session_revoked_elsewhere() {
     let reopened = Client::open(&data_dir).await.unwrap();
     assert!(reopened.me().await.unwrap().is_none(), "no session after a restart either");
     reopened.shutdown().await;
+    let _ = std::fs::remove_dir_all(&data_dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocking_privacy_export_and_deleting_the_account() {
+    let server = TestServer::start(|_| {}).await;
+    let rest = Rest::new(&server.url());
+    let bo = rest.user("Bo").await;
+    let ada_web = rest.user("Ada").await;
+    let chat_id = rest.chat(&bo, "ada@example.org").await;
+    Peer::connect(&server.url(), &bo.token).await.say_all(chat_id, &bodies("hello", 2)).await;
+    let data_dir = temp_dir("client");
+    let client = logged_in_client(&data_dir, &server.url(), "ada@example.org").await;
+    wait_online(&client).await;
+    eventually(10, "history cached", || async { cached_count(&client, chat_id).await == 2 }).await;
+
+    // A block shows in the cached chat and on the server; lifting it likewise.
+    client.block(BlockRequest { user_id: bo.user.id }).await.unwrap();
+    assert!(client.chats().await.unwrap().chats[0].blocked, "the cache marks the chat");
+    assert_eq!(client.blocked_users().await.unwrap().blocked[0].user_id, bo.user.id);
+    assert!(rest.chats(&ada_web).await[0].blocked, "the server too");
+    client.unblock(BlockRequest { user_id: bo.user.id }).await.unwrap();
+    assert!(!client.chats().await.unwrap().chats[0].blocked);
+    assert!(client.blocked_users().await.unwrap().blocked.is_empty());
+
+    assert!(!client.privacy().await.unwrap().hide_presence);
+    let hidden = client.set_privacy(PrivacySettings { hide_presence: true }).await.unwrap();
+    assert!(hidden.hide_presence && client.privacy().await.unwrap().hide_presence);
+
+    // The export lands in a file of its own, with the chat and its messages.
+    let downloads = data_dir.join("downloads");
+    let first = client.export_data(&downloads).await.unwrap();
+    let second = client.export_data(&downloads).await.unwrap();
+    assert_ne!(first, second, "an export never overwrites an earlier one");
+    let export: AccountExport = serde_json::from_slice(&std::fs::read(&first).unwrap()).unwrap();
+    assert_eq!(export.account.id, ada_web.user.id);
+    assert!(export.privacy.hide_presence);
+    assert_eq!(export.chats[0].messages.len(), 2);
+
+    // A wrong password deletes nothing; the right one logs this device out and empties the cache.
+    let wrong = client.delete_account(DeleteAccountRequest { password: "not it".into() }).await;
+    assert_eq!(wrong.unwrap_err().code, "invalid_credentials");
+    assert!(client.me().await.unwrap().is_some());
+    client.delete_account(DeleteAccountRequest { password: "a good password".into() }).await.unwrap();
+    assert!(client.me().await.unwrap().is_none());
+    assert!(client.cache().all_messages(chat_id).await.unwrap().is_empty());
+    assert_eq!(client.connection(), ConnectionState::Off);
+    let bos = rest.chats(&bo).await;
+    assert_eq!(bos[0].friend.display_name, "Deleted user");
+    let web = reqwest::Client::new()
+        .get(format!("{}/api/v1/me", server.url()))
+        .bearer_auth(&ada_web.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(web.status(), reqwest::StatusCode::UNAUTHORIZED, "every session of the account ended");
+    client.shutdown().await;
     let _ = std::fs::remove_dir_all(&data_dir);
 }
