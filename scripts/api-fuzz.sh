@@ -51,7 +51,8 @@ signup friend@example.org Friend >/dev/null
 
 seed_args=()
 [ -n "$seed" ] && seed_args=(--seed "$seed")
-# Routes that end the fuzzer's own session are left out: after them every call would be a 401.
+# Routes that end the fuzzer's own session (deleting the account too) are left out: after them
+# every call would be a 401.
 st run "$base/api/v1/openapi.json" \
     --header "Authorization: Bearer $token" \
     --checks all --exclude-checks positive_data_acceptance,negative_data_rejection \
@@ -60,6 +61,7 @@ st run "$base/api/v1/openapi.json" \
     --exclude-path /api/v1/me/password \
     --exclude-path /api/v1/sessions/others \
     --exclude-path-regex '^/api/v1/sessions/\{id\}$' \
+    --exclude-operation-id delete_me \
     --no-color
 if grep -q "panicked" "$data_dir/server.log"; then
     echo "api-fuzz: the server panicked:" >&2
