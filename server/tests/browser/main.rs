@@ -73,6 +73,30 @@ async fn send_messages(server: &ServerProcess, token: &str, chat_id: i64, count:
     let _ = socket.close(None).await;
 }
 
+/// The real server serving the built web UI, the SMTP sink it mails to, and a chromedriver.
+async fn stage() -> (SmtpSink, ServerProcess, Driver) {
+    let smtp = SmtpSink::start().await;
+    let ui_dir = harness::workspace_root().join("ui/dist").display().to_string();
+    let smtp_url = smtp.url();
+    let server = ServerProcess::start(&[("PARLEY_UI_DIR", &ui_dir), ("PARLEY_SMTP_URL", &smtp_url)]).await;
+    (smtp, server, Driver::start().await)
+}
+
+/// Starts (or finds) the chat of the holder of `token` with `email`; returns its id.
+async fn start_chat(server: &ServerProcess, token: &str, email: &str) -> i64 {
+    let chat: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/api/v1/chats", server.url()))
+        .bearer_auth(token)
+        .json(&serde_json::json!({"email": email}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    chat["id"].as_i64().expect("a chat id")
+}
+
 fn chat_with(email: &str) -> String {
     format!(r#".chat-item[data-friend="{email}"]"#)
 }
@@ -244,11 +268,7 @@ async fn settings_rename_and_end_other_sessions() {
     use futures_util::StreamExt;
     use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Message};
 
-    let smtp = SmtpSink::start().await;
-    let ui_dir = harness::workspace_root().join("ui/dist").display().to_string();
-    let smtp_url = smtp.url();
-    let server = ServerProcess::start(&[("PARLEY_UI_DIR", &ui_dir), ("PARLEY_SMTP_URL", &smtp_url)]).await;
-    let driver = Driver::start().await;
+    let (smtp, server, driver) = stage().await;
     // The account's first session is another device, live on a WebSocket.
     let other_device = sign_up_by_api(&server, &smtp, "ada@example.org", "Ada").await;
     let mut request = format!("ws://127.0.0.1:{}/api/v1/ws", server.port).into_client_request().unwrap();
@@ -326,11 +346,7 @@ async fn settings_rename_and_end_other_sessions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forgotten_password_is_reset_with_a_mailed_code() {
-    let smtp = SmtpSink::start().await;
-    let ui_dir = harness::workspace_root().join("ui/dist").display().to_string();
-    let smtp_url = smtp.url();
-    let server = ServerProcess::start(&[("PARLEY_UI_DIR", &ui_dir), ("PARLEY_SMTP_URL", &smtp_url)]).await;
-    let driver = Driver::start().await;
+    let (smtp, server, driver) = stage().await;
     let old_session = sign_up_by_api(&server, &smtp, "ada@example.org", "Ada").await;
 
     let mut ada = driver.browser("ada-reset").await;
@@ -381,25 +397,12 @@ async fn log_in(browser: &mut Browser, server: &ServerProcess, email: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blocking_a_user_stops_their_messages() {
-    let smtp = SmtpSink::start().await;
-    let ui_dir = harness::workspace_root().join("ui/dist").display().to_string();
-    let smtp_url = smtp.url();
-    let server = ServerProcess::start(&[("PARLEY_UI_DIR", &ui_dir), ("PARLEY_SMTP_URL", &smtp_url)]).await;
-    let driver = Driver::start().await;
+    let (smtp, server, driver) = stage().await;
     sign_up_by_api(&server, &smtp, "ada@example.org", "Ada").await;
     let bo_token = sign_up_by_api(&server, &smtp, "bo@example.org", "Bo").await;
     // Bo starts the chat and writes first.
-    let chat = reqwest::Client::new()
-        .post(format!("{}/api/v1/chats", server.url()))
-        .bearer_auth(&bo_token)
-        .json(&serde_json::json!({"email": "ada@example.org"}))
-        .send()
-        .await
-        .unwrap()
-        .json::<serde_json::Value>()
-        .await
-        .unwrap();
-    send_messages(&server, &bo_token, chat["id"].as_i64().unwrap(), 1).await;
+    let chat_id = start_chat(&server, &bo_token, "ada@example.org").await;
+    send_messages(&server, &bo_token, chat_id, 1).await;
 
     let mut ada = driver.browser("ada-blocks").await;
     let mut bo = driver.browser("bo-blocked").await;
@@ -451,24 +454,11 @@ async fn blocking_a_user_stops_their_messages() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exporting_and_deleting_an_account_from_settings() {
-    let smtp = SmtpSink::start().await;
-    let ui_dir = harness::workspace_root().join("ui/dist").display().to_string();
-    let smtp_url = smtp.url();
-    let server = ServerProcess::start(&[("PARLEY_UI_DIR", &ui_dir), ("PARLEY_SMTP_URL", &smtp_url)]).await;
-    let driver = Driver::start().await;
+    let (smtp, server, driver) = stage().await;
     let ada_token = sign_up_by_api(&server, &smtp, "ada@example.org", "Ada").await;
     let bo_token = sign_up_by_api(&server, &smtp, "bo@example.org", "Bo").await;
-    let chat = reqwest::Client::new()
-        .post(format!("{}/api/v1/chats", server.url()))
-        .bearer_auth(&ada_token)
-        .json(&serde_json::json!({"email": "bo@example.org"}))
-        .send()
-        .await
-        .unwrap()
-        .json::<serde_json::Value>()
-        .await
-        .unwrap();
-    send_messages(&server, &ada_token, chat["id"].as_i64().unwrap(), 2).await;
+    let chat_id = start_chat(&server, &ada_token, "bo@example.org").await;
+    send_messages(&server, &ada_token, chat_id, 2).await;
 
     let mut ada = driver.browser("ada-leaves").await;
     log_in(&mut ada, &server, "ada@example.org").await;
