@@ -1,6 +1,7 @@
 //! Protocol fuzzing against a live server: thousands of generated frames — well-formed, nearly
 //! well-formed and garbage — on one socket. The server must answer each bad one with an error
 //! frame, never crash, keep the connection usable, and store nothing a frame did not rightly ask.
+//! Also the replay of the cargo-fuzz corpus (`fuzz/`) through the fuzz targets' own checks.
 use futures_util::{SinkExt, StreamExt};
 use parley_common::{MessagePage, ServerFrame};
 use proptest::{
@@ -17,6 +18,38 @@ use crate::{
 };
 
 on_both_backends!(generated_frames_never_break_the_server);
+
+/// The checks of the cargo-fuzz targets (`fuzz/`), the same file they build from.
+#[path = "../../../fuzz/src/lib.rs"]
+mod fuzz_checks;
+
+/// Every committed input of the cargo-fuzz corpus (`fuzz/corpus/`, minimized from the nightly runs,
+/// and the hand-written `fuzz/seeds/`) through the targets' checks: CI replays on stable, on every
+/// run, what the fuzzer found worth keeping.
+#[test]
+fn the_fuzz_corpus_replays_without_a_panic() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
+    type Check = fn(&[u8]);
+    let targets: [(&str, Check); 3] = [
+        ("client_frame", fuzz_checks::client_frame),
+        ("request_bodies", fuzz_checks::request_bodies),
+        ("server_frame", fuzz_checks::server_frame),
+    ];
+    for (target, check) in targets {
+        for folder in ["seeds", "corpus"] {
+            let dir = root.join(folder).join(target);
+            let mut inputs = 0;
+            for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+                let path = entry.unwrap().path();
+                let bytes = std::fs::read(&path).unwrap();
+                let outcome = std::panic::catch_unwind(|| check(&bytes));
+                assert!(outcome.is_ok(), "{} fails the {target} checks", path.display());
+                inputs += 1;
+            }
+            assert!(inputs > 0, "{} is empty", dir.display());
+        }
+    }
+}
 
 const FRAMES: usize = 1500;
 
