@@ -7,6 +7,7 @@
 #   scripts/fuzz.sh                              every target, 60 s each
 #   FUZZ_SECONDS=600 scripts/fuzz.sh client_frame
 #   MINIMIZE=1 scripts/fuzz.sh                   then `cargo fuzz cmin` each corpus (to commit it)
+#   FUZZ_ARGS=-len_control=0 scripts/fuzz.sh     more libFuzzer flags (here: inputs up to 64 KiB at once)
 #
 # Targets (fuzz/fuzz_targets/, checks in fuzz/src/lib.rs): client_frame (WebSocket frames from
 # clients and the server's checks of them), request_bodies (every REST request body and its
@@ -36,7 +37,7 @@ for target in "${targets[@]}"; do
     mkdir -p "fuzz/corpus/$target"
     echo "fuzz: $target for $seconds s"
     nice -n 10 cargo +nightly fuzz run "$target" "fuzz/corpus/$target" "fuzz/seeds/$target" -- \
-        "${limits[@]}" -dict=fuzz/protocol.dict -max_total_time="$seconds" -print_final_stats=1
+        "${limits[@]}" -dict=fuzz/protocol.dict -max_total_time="$seconds" -print_final_stats=1 ${FUZZ_ARGS:-}
 done
 
 # `cargo fuzz cmin`, but relative to the seeds (what the hand-written seeds already cover is not
