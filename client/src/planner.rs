@@ -76,10 +76,6 @@ enum Phase {
     Live,
 }
 
-/// Codes of a refused `send` worth trying again later rather than giving up on: the server's
-/// own trouble (its database away, read-only or full) passes, and the message is still wanted.
-const RETRYABLE_SEND_ERRORS: &[&str] = &["rate_limited", "internal", "unavailable", "storage_full"];
-
 /// The planner of one connection: a new one per connection, started from the cache's cursor.
 #[derive(Debug)]
 pub struct Planner {
@@ -140,7 +136,7 @@ impl Planner {
                 ops.push(Op::Emit(DesktopEvent::Ack { client_id, message }));
             }
             ServerFrame::Error { code, message, client_id: Some(client_id) } => {
-                if RETRYABLE_SEND_ERRORS.contains(&code.as_str()) {
+                if parley_common::ws::RETRYABLE_SEND_ERRORS.contains(&code.as_str()) {
                     ops.push(Op::RetryOutboxLater);
                 } else {
                     ops.push(Op::Cache(CacheOp::DropOutbox(client_id.clone())));

@@ -110,6 +110,11 @@ pub struct SyncBatch {
     pub more: bool,
 }
 
+/// Codes of an error frame refusing a `send` for a passing reason (a rate limit, the server's
+/// database away, read-only or full): the message is still wanted, so clients keep it and offer it
+/// again later under the same `client_id`. Any other refusal is final.
+pub const RETRYABLE_SEND_ERRORS: &[&str] = &["rate_limited", "internal", "unavailable", "storage_full"];
+
 /// Close codes the server uses (4000–4999 are the application's).
 pub mod close {
     /// The session ended (logout, revoked, expired).

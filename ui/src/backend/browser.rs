@@ -22,9 +22,7 @@ use super::{new_client_id, Backend, Connection, Incoming, LocalFuture, SignupOut
 const PING_EVERY_MS: u32 = 20_000;
 const DEAD_AFTER_MS: f64 = 50_000.0;
 const MAX_BACKOFF_SECS: u32 = 30;
-/// Refusals that pass (the server's database away or full, a rate limit): the message is kept and
-/// offered again after `RETRY_SEND_MS`, under the same `client_id`.
-const RETRYABLE_SEND_ERRORS: &[&str] = &["rate_limited", "internal", "unavailable", "storage_full"];
+/// How long a send refused for a passing reason waits before it is offered again.
 const RETRY_SEND_MS: u32 = 5_000;
 
 #[derive(Default)]
@@ -262,7 +260,9 @@ fn on_frame(live: &Rc<RefCell<Live>>, generation: u64, text: &str) {
             }
             state.emit(Incoming::Ack { client_id, message });
         }
-        ServerFrame::Error { code, client_id: Some(_), .. } if RETRYABLE_SEND_ERRORS.contains(&code.as_str()) => {
+        ServerFrame::Error { code, client_id: Some(_), .. }
+            if parley_common::ws::RETRYABLE_SEND_ERRORS.contains(&code.as_str()) =>
+        {
             if state.outbox_retry.is_none() {
                 let live = live.clone();
                 state.outbox_retry = Some(Timeout::new(RETRY_SEND_MS, move || {
