@@ -3,7 +3,8 @@
 #   scripts/bench.sh sqlite|postgres [throughput|catchup|fanout|connections …]
 # Runs the named scenarios (all four without names) with the settings of docs/BENCHMARKS.md and
 # writes the JSON results into <target>/bench/<backend>-<scenario>.json. Settings can be changed
-# with THROUGHPUT_ARGS, CONNECTIONS, SOURCE_IPS. NODES=2 (postgres only) starts that many nodes on
+# with THROUGHPUT_ARGS, CONNECTIONS, SOURCE_IPS. PERF=1 records a profile of the (first) server
+# during each scenario into <target>/bench/<backend>-<scenario>.perf (`perf report -i …`). NODES=2 (postgres only) starts that many nodes on
 # one database and one Redis (BENCH_REDIS_URL, default redis://127.0.0.1:6379, under a key prefix
 # of the run's own); REDIS=1 puts a single node on Redis too. Results are then named
 # <backend>-redis-<N>node-<scenario>.json.
@@ -66,8 +67,14 @@ server_pid="${server_pids[0]}"
 
 load() {
     local name="$1"; shift
+    local perf_pid=""
+    if [ "${PERF:-0}" = 1 ]; then
+        perf record -q -F 999 -g -p "$server_pid" -o "$out/$tag-$name.perf" 2>/dev/null &
+        perf_pid=$!
+    fi
     "$bin/parley-load" "${servers[@]}" --tokens "$data/tokens.tsv" \
         --json "$out/$tag-$name.json" "$@"
+    if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
     echo
 }
 scenarios=("$@")

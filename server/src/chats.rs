@@ -1,6 +1,7 @@
 //! Chat flows as plain functions over the app state, shared by the REST routes and the WebSocket:
 //! starting chats, listing them, history, sending, read markers, sync, presence.
 use parley_common::{Chat, ChatList, Event, Friend, Message, MessagePage, ServerFrame, SyncBatch};
+use tokio::sync::OwnedSemaphorePermit;
 
 use crate::{
     clock::{now_millis, rfc3339},
@@ -205,8 +206,10 @@ pub fn check_send(client_id: &str, body: &str, max_bytes: usize) -> ApiResult<()
     Ok(())
 }
 
-/// Stores a message once and relays it: `message` to every connection of every member except
-/// `origin`, which gets the `ack`.
+/// Queues a message to be stored once and relayed: `message` to every connection of every member
+/// except `origin`, which gets the `ack`, or an `error` frame with the `client_id` if it cannot be
+/// stored. Returns once the message is queued (an `Err` here: it was refused before that);
+/// `in_flight` is held until its fate is known, so a connection can bound its unanswered sends.
 pub async fn send(
     state: &AppState,
     user_id: i64,
@@ -214,47 +217,75 @@ pub async fn send(
     chat_id: i64,
     client_id: String,
     body: String,
+    in_flight: OwnedSemaphorePermit,
 ) -> Result<(), SendError> {
     check_send(&client_id, &body, state.config.max_message_bytes)?;
     take_all(&*state.limiter, &[(Bucket::MessagesPerUser, &user_id.to_string())]).await?;
-    let new = NewMessage { chat_id, sender_id: user_id, client_id, body, now: now_millis() };
-    match state.writer.send(new).await? {
+    let new = NewMessage { chat_id, sender_id: user_id, client_id: client_id.clone(), body, now: now_millis() };
+    let after = state.clone();
+    let done = move |outcome: ApiResult<SendOutcome>| {
+        if let Err(err) = after_send(&after, user_id, origin, outcome) {
+            let frame = ServerFrame::Error { code: err.code.into(), message: err.message, client_id: Some(client_id) };
+            after.relay.deliver_to(user_id, origin, Outbound::frame(frame));
+        }
+        drop(in_flight);
+    };
+    state.writer.submit(new, Box::new(done)).await?;
+    Ok(())
+}
+
+/// What follows a stored (or refused) message; runs on the writer task, so anything that must
+/// wait for the store is spawned.
+fn after_send(
+    state: &AppState,
+    user_id: i64,
+    origin: ConnId,
+    outcome: ApiResult<SendOutcome>,
+) -> Result<(), SendError> {
+    match outcome? {
         SendOutcome::Created { message, events, reached_out } => {
             ::metrics::counter!(crate::metrics::MESSAGES).increment(1);
             let view = message_view(&message);
-            let friends: Vec<i64> = events.iter().map(|e| e.user_id).filter(|u| *u != user_id).collect();
+            if reached_out {
+                // Writing first is reaching out: the friend may see the sender's presence now.
+                let friends: Vec<i64> = events.iter().map(|e| e.user_id).filter(|u| *u != user_id).collect();
+                let state = state.clone();
+                tokio::spawn(async move {
+                    for friend in friends {
+                        if let Err(err) = refresh_presence(&state, user_id, Some(friend), false).await {
+                            tracing::warn!(error = %err, "showing presence after a first message");
+                        }
+                    }
+                });
+            }
             for EventPos { user_id: member, pos } in events {
                 let event = Event::Message { cursor: cursor_string(pos), message: view.clone() };
                 state.relay.deliver(member, Outbound::event(pos, event, Some(origin)), None);
-            }
-            if reached_out {
-                // Writing first is reaching out: the friend may see the sender's presence now.
-                for friend in friends {
-                    if let Err(err) = refresh_presence(state, user_id, Some(friend), false).await {
-                        tracing::warn!(error = %err, "showing presence after a first message");
-                    }
-                }
             }
             Ok(())
         }
         SendOutcome::Duplicate { message, cursor } => {
             ::metrics::counter!(crate::metrics::DUPLICATE_SENDS).increment(1);
             // Only the sending connection hears of it again: an ack, nothing new for anyone else.
+            let chat_id = message.chat_id;
             let event = Event::Message { cursor: cursor_string(cursor), message: message_view(&message) };
             state.relay.deliver_to(user_id, origin, Outbound::event(cursor, event, Some(origin)));
             // A resend usually means the first answer was lost, maybe with the node that committed
             // it before it could tell anyone: the members' connections check the store. Those that
             // had it learn nothing new; the protocol's "nobody else hears of it again" holds. The
             // sending connection needs no check: the ack's cursor shows it any hole.
-            match state.store.member_ids(message.chat_id).await {
-                Ok(members) => {
-                    for member in members {
-                        let except = (member == user_id).then_some(origin);
-                        state.relay.deliver(member, Outbound::CatchUp, except);
+            let state = state.clone();
+            tokio::spawn(async move {
+                match state.store.member_ids(chat_id).await {
+                    Ok(members) => {
+                        for member in members {
+                            let except = (member == user_id).then_some(origin);
+                            state.relay.deliver(member, Outbound::CatchUp, except);
+                        }
                     }
+                    Err(err) => tracing::warn!(error = %err, "members of a resent message"),
                 }
-                Err(err) => tracing::warn!(error = %err, "members of a resent message"),
-            }
+            });
             Ok(())
         }
         SendOutcome::ClientIdReused => {

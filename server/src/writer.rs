@@ -4,18 +4,27 @@
 //!
 //! There is no waiting for a batch to fill: while one commit runs, new messages queue, and the
 //! next commit takes all of them. At low load a batch is one message; under load, many.
+//!
+//! A message's fate is handed to its [`Completion`] on the writer task, in queue order, right
+//! after its batch committed or failed: the sender of many messages in a row need not wait for
+//! each (a socket keeps reading while its messages commit), and what follows a commit (acks and
+//! deliveries) happens in commit order, without a task switch per message.
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use crate::{
     error::ApiError,
     store::{NewMessage, SendOutcome, Store},
 };
 
+/// Told the outcome of one message once it is known. It runs on the writer task, so it must be
+/// quick and must not block: queue frames, spawn anything slow.
+pub type Completion = Box<dyn FnOnce(Result<SendOutcome, ApiError>) + Send>;
+
 struct Job {
     message: NewMessage,
-    reply: oneshot::Sender<Result<SendOutcome, ApiError>>,
+    done: Completion,
 }
 
 #[derive(Clone)]
@@ -31,28 +40,25 @@ impl GroupCommit {
         GroupCommit { queue }
     }
 
-    /// Stores the message (in the next batch) and returns its outcome once committed. An error
-    /// means no ack: the batch did not commit, or its fate is unknown (a lost connection), and
-    /// the sender's resend with the same `client_id` settles it.
-    pub async fn send(&self, message: NewMessage) -> Result<SendOutcome, ApiError> {
-        let (reply, answer) = oneshot::channel();
-        self.queue
-            .send(Job { message, reply })
-            .await
-            .map_err(|_| ApiError::Internal("the writer has stopped".into()))?;
-        answer.await.map_err(|_| ApiError::Internal("the writer dropped the message".into()))?
+    /// Queues the message for the next batch; waits only while the queue is full. Messages
+    /// queued one after another by one task are stored in that order. `done` hears the outcome;
+    /// an error there means no ack: the batch did not commit, or its fate is unknown (a lost
+    /// connection), and the sender's resend with the same `client_id` settles it.
+    pub async fn submit(&self, message: NewMessage, done: Completion) -> Result<(), ApiError> {
+        self.queue.send(Job { message, done }).await.map_err(|_| ApiError::Internal("the writer has stopped".into()))
     }
 }
 
 async fn run(store: Arc<dyn Store>, mut jobs: mpsc::Receiver<Job>, max_batch: usize) {
     let mut batch = Vec::with_capacity(max_batch);
     while jobs.recv_many(&mut batch, max_batch).await > 0 {
-        let (messages, replies): (Vec<NewMessage>, Vec<_>) = batch.drain(..).map(|j| (j.message, j.reply)).unzip();
+        let (messages, completions): (Vec<NewMessage>, Vec<Completion>) =
+            batch.drain(..).map(|j| (j.message, j.done)).unzip();
         ::metrics::histogram!(crate::metrics::BATCH_SIZE).record(messages.len() as f64);
         match store.send_messages(&messages).await {
             Ok(outcomes) => {
-                for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                    let _ = reply.send(Ok(outcome));
+                for (done, outcome) in completions.into_iter().zip(outcomes) {
+                    done(Ok(outcome));
                 }
             }
             Err(err) => {
@@ -64,8 +70,8 @@ async fn run(store: Arc<dyn Store>, mut jobs: mpsc::Receiver<Job>, max_batch: us
                     }
                     _ => tracing::error!(error = ?err, messages = messages.len(), "a batch of messages failed"),
                 }
-                for reply in replies {
-                    let _ = reply.send(Err(err.clone()));
+                for done in completions {
+                    done(Err(err.clone()));
                 }
             }
         }

@@ -22,7 +22,7 @@ use axum::{
 use futures_util::{stream::SplitSink, SinkExt, StreamExt};
 use governor::{DefaultDirectRateLimiter, Quota};
 use parley_common::{ws::close, ClientFrame, Event, ServerFrame};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 
 use crate::{
     accounts::user_view,
@@ -44,6 +44,13 @@ const NORMAL_CLOSE: u16 = 1000;
 const MAX_BAD_FRAMES_IN_A_ROW: u32 = 20;
 /// `typing` frames for one chat closer together than this are dropped.
 const TYPING_EVERY: Duration = Duration::from_secs(2);
+/// `send` frames of one connection that may wait for their commit at once: a client may send
+/// many without waiting for each ack, and they share group commits. Past this, the connection's
+/// frames are not read until an answer comes.
+const MAX_SENDS_IN_FLIGHT: usize = 64;
+/// Queued frames written before the socket is flushed: a backlog goes out in few writes, while
+/// one frame alone is flushed at once.
+const MAX_FRAMES_PER_FLUSH: usize = 64;
 
 /// Opens the socket for the session's user (cookie sessions only from the server's own origin).
 #[utoipa::path(get, path = "/api/v1/ws", tag = "realtime",
@@ -134,6 +141,7 @@ async fn run(state: AppState, session: Session, user: UserRecord, socket: WebSoc
                 kick: kick.clone(),
                 last_heard: last_heard.clone(),
                 frames: DefaultDirectRateLimiter::direct(frame_quota(state.config.ws_frames_per_sec)),
+                sends_in_flight: Arc::new(Semaphore::new(MAX_SENDS_IN_FLIGHT)),
                 bad_in_a_row: 0,
                 last_typing: HashMap::new(),
             };
@@ -222,7 +230,7 @@ impl Sender {
                 _ = ping.tick() => Step::Ping,
             };
             let outcome = tokio::select! {
-                outcome = self.step(step, last_heard, idle_limit_ms) => outcome,
+                outcome = self.step(step, &mut queue, last_heard, idle_limit_ms) => outcome,
                 code = kick.kicked() => break code,
             };
             match outcome {
@@ -245,15 +253,27 @@ impl Sender {
         let _ = tokio::time::timeout(Duration::from_secs(1), self.sink.send(WsMessage::Close(Some(frame)))).await;
     }
 
-    /// One unit of work; `Some(code)` closes the connection.
+    /// One unit of work; `Some(code)` closes the connection. A forwarded item takes whatever else
+    /// is queued along (up to [`MAX_FRAMES_PER_FLUSH`]) before the socket is flushed.
     async fn step(
         &mut self,
         step: Step,
+        queue: &mut mpsc::Receiver<Outbound>,
         last_heard: &AtomicI64,
         idle_limit_ms: i64,
     ) -> Result<Option<u16>, SendFailure> {
         match step {
-            Step::Forward(item) => self.forward(item).await.map(|()| None),
+            Step::Forward(item) => {
+                self.forward(item).await?;
+                for _ in 1..MAX_FRAMES_PER_FLUSH {
+                    match queue.try_recv() {
+                        Ok(item) => self.forward(item).await?,
+                        Err(_) => break,
+                    }
+                }
+                self.sink.flush().await.map_err(|_| SendFailure::Socket)?;
+                Ok(None)
+            }
             Step::Ping => {
                 if now_millis() - last_heard.load(Ordering::Relaxed) > idle_limit_ms {
                     return Ok(Some(close::TIMEOUT));
@@ -353,8 +373,10 @@ impl Sender {
         }
     }
 
+    /// Writes the frame into the socket's buffer; [`Sender::step`] flushes.
     async fn send(&mut self, frame: &impl serde::Serialize) -> Result<(), SendFailure> {
-        send_frame(&mut self.sink, frame).await.map_err(|_| SendFailure::Socket)
+        let text = serde_json::to_string(frame).expect("frames serialise");
+        self.sink.feed(WsMessage::Text(text.into())).await.map_err(|_| SendFailure::Socket)
     }
 }
 
@@ -383,6 +405,7 @@ struct Receiver {
     kick: Arc<Kick>,
     last_heard: Arc<AtomicI64>,
     frames: DefaultDirectRateLimiter,
+    sends_in_flight: Arc<Semaphore>,
     bad_in_a_row: u32,
     last_typing: HashMap<i64, Instant>,
 }
@@ -424,8 +447,10 @@ impl Receiver {
     async fn handle(&mut self, frame: ClientFrame) {
         match frame {
             ClientFrame::Send { chat_id, client_id, body } => {
+                let permit = self.sends_in_flight.clone().acquire_owned().await.expect("the semaphore is never closed");
                 let result =
-                    chats::send(&self.state, self.user_id, self.conn_id, chat_id, client_id.clone(), body).await;
+                    chats::send(&self.state, self.user_id, self.conn_id, chat_id, client_id.clone(), body, permit)
+                        .await;
                 if let Err(err) = result {
                     self.reply(ServerFrame::Error {
                         code: err.code.into(),

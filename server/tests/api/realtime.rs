@@ -30,6 +30,8 @@ on_both_backends!(
     logging_out_closes_that_session_s_sockets,
     sending_is_rate_limited_per_user,
     a_client_s_close_is_answered_with_a_close,
+    sends_without_waiting_for_acks_are_stored_in_order_and_answered_once,
+    messages_of_a_connection_that_closes_at_once_still_arrive_live,
 );
 
 /// Two users with a chat between them.
@@ -506,4 +508,85 @@ async fn a_client_s_close_is_answered_with_a_close(backend: Backend) {
     socket.send(WsMessage::Close(None)).await.unwrap();
     let reply = tokio::time::timeout(Duration::from_secs(5), socket.next()).await.expect("an answer");
     assert!(matches!(reply, Some(Ok(WsMessage::Close(_)))), "{reply:?}");
+}
+
+/// A client may send many messages before the first ack (they share group commits): each is
+/// stored once, in the order sent, acked once, delivered once, in order; a refused one in the
+/// middle gets its error and does not hold up the rest.
+async fn sends_without_waiting_for_acks_are_stored_in_order_and_answered_once(backend: Backend) {
+    const COUNT: usize = 300;
+    let app = spawn_open(backend, |c| {
+        c.rate_limits.messages_per_user = 0;
+        c.ws_frames_per_sec = 10_000;
+    })
+    .await;
+    let (ada, bo, chat) = pair(&app).await;
+    let mut a = WsClient::connect(&app, &ada.token).await;
+    let mut b = WsClient::connect(&app, &bo.token).await;
+    let mut client_ids = Vec::new();
+    for i in 0..COUNT {
+        let client_id = uuid::Uuid::new_v4().to_string();
+        // One in the middle goes to a chat Ada is not in.
+        let chat_id = if i == COUNT / 2 { chat + 1000 } else { chat };
+        a.send(&ClientFrame::Send { chat_id, client_id: client_id.clone(), body: format!("m{i}") }).await;
+        client_ids.push(client_id);
+    }
+    let refused = client_ids.remove(COUNT / 2);
+
+    let mut acked = Vec::new();
+    let mut errors = Vec::new();
+    while acked.len() + errors.len() < COUNT {
+        match a.next().await {
+            ServerFrame::Ack { client_id, message, .. } => {
+                assert_eq!(message.client_id, client_id);
+                acked.push(message);
+            }
+            ServerFrame::Error { code, client_id, .. } => errors.push((code, client_id)),
+            ServerFrame::Presence { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(errors, vec![("chat_not_found".to_string(), Some(refused))]);
+    assert_eq!(acked.iter().map(|m| m.client_id.clone()).collect::<Vec<_>>(), client_ids, "acked once each, in order");
+    let seqs: Vec<i64> = acked.iter().map(|m| m.seq).collect();
+    assert_eq!(seqs, (1..COUNT as i64).collect::<Vec<_>>(), "stored in the order sent, without gaps");
+
+    let mut received = Vec::new();
+    while received.len() < COUNT - 1 {
+        received.push(b.next_message().await.1);
+    }
+    assert_eq!(received, acked, "delivered once each, in order");
+    b.expect_none(Duration::from_millis(300), |f| matches!(f, ServerFrame::Event(_))).await;
+    let history: MessagePage = app.get_json(&format!("/api/v1/chats/{chat}/messages?limit=100"), &bo.token).await;
+    assert_eq!(history.messages.first().map(|m| m.seq), Some(COUNT as i64 - 1));
+}
+
+/// What a connection sent is stored and relayed even if the connection is gone before the
+/// commit: delivery does not hang on the sender's socket.
+async fn messages_of_a_connection_that_closes_at_once_still_arrive_live(backend: Backend) {
+    const COUNT: usize = 50;
+    let app = spawn_open(backend, |c| {
+        c.rate_limits.messages_per_user = 0;
+        c.ws_frames_per_sec = 10_000;
+    })
+    .await;
+    let (ada, bo, chat) = pair(&app).await;
+    let mut b = WsClient::connect(&app, &bo.token).await;
+    let mut a = WsClient::connect(&app, &ada.token).await;
+    for i in 0..COUNT {
+        a.send(&ClientFrame::Send {
+            chat_id: chat,
+            client_id: uuid::Uuid::new_v4().to_string(),
+            body: format!("m{i}"),
+        })
+        .await;
+    }
+    a.close().await;
+    let mut bodies = Vec::new();
+    while bodies.len() < COUNT {
+        bodies.push(b.next_message().await.1.body);
+    }
+    // The close frame comes after every send, so the server took them all; the connection was
+    // gone by the time most of them committed.
+    assert_eq!(bodies, (0..COUNT).map(|i| format!("m{i}")).collect::<Vec<_>>());
 }
