@@ -4,7 +4,8 @@
 # Runs the named scenarios (all four without names) with the settings of docs/BENCHMARKS.md and
 # writes the JSON results into <target>/bench/<backend>-<scenario>.json. Settings can be changed
 # with THROUGHPUT_ARGS, CONNECTIONS, SOURCE_IPS. PERF=1 records a profile of the (first) server
-# during each scenario into <target>/bench/<backend>-<scenario>.perf (`perf report -i …`). NODES=2 (postgres only) starts that many nodes on
+# during each scenario into <target>/bench/<backend>-<scenario>.perf (`perf report -i …`);
+# KEEP_DB=1 keeps the PostgreSQL database for a look afterwards. NODES=2 (postgres only) starts that many nodes on
 # one database and one Redis (BENCH_REDIS_URL, default redis://127.0.0.1:6379, under a key prefix
 # of the run's own); REDIS=1 puts a single node on Redis too. Results are then named
 # <backend>-redis-<N>node-<scenario>.json.
@@ -47,7 +48,11 @@ fi
 server_pids=()
 cleanup() {
     for pid in "${server_pids[@]}"; do kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true; done
-    [ "$backend" = postgres ] && psql -q -h 127.0.0.1 -U postgres -d test -c "DROP DATABASE IF EXISTS $db" || true
+    if [ "$backend" = postgres ] && [ "${KEEP_DB:-0}" = 1 ]; then
+        echo "kept the database $db"
+    elif [ "$backend" = postgres ]; then
+        psql -q -h 127.0.0.1 -U postgres -d test -c "DROP DATABASE IF EXISTS $db" || true
+    fi
     rm -rf "$data"
 }
 trap cleanup EXIT
@@ -65,6 +70,16 @@ for n in $(seq 1 "$nodes"); do
 done
 server_pid="${server_pids[0]}"
 
+# CPU seconds used so far by the given processes (utime + stime from /proc/<pid>/stat).
+cpu_secs() {
+    local ticks=0 pid
+    for pid in "$@"; do
+        [ -r "/proc/$pid/stat" ] && ticks=$((ticks + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
+    done
+    awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.2f", t / hz}'
+}
+database_pids() { [ "$backend" = postgres ] && pgrep -x postgres || true; }
+
 load() {
     local name="$1"; shift
     local perf_pid=""
@@ -72,8 +87,20 @@ load() {
         perf record -q -F 999 -g -p "$server_pid" -o "$out/$tag-$name.perf" 2>/dev/null &
         perf_pid=$!
     fi
-    "$bin/parley-load" "${servers[@]}" --tokens "$data/tokens.tsv" \
+    # shellcheck disable=SC2046
+    local server_cpu database_cpu started_ns
+    server_cpu=$(cpu_secs "${server_pids[@]}")
+    database_cpu=$(cpu_secs $(database_pids))
+    started_ns=$(date +%s%N)
+    local TIMEFORMAT="load generator: %U s user + %S s system CPU"
+    time "$bin/parley-load" "${servers[@]}" --tokens "$data/tokens.tsv" \
         --json "$out/$tag-$name.json" "$@"
+    # Backends that connected during the run count in full; ones that exited are missed.
+    # shellcheck disable=SC2046
+    awk -v s0="$server_cpu" -v s1="$(cpu_secs "${server_pids[@]}")" \
+        -v d0="$database_cpu" -v d1="$(cpu_secs $(database_pids))" \
+        -v ns="$(( $(date +%s%N) - started_ns ))" \
+        'BEGIN {printf "server: %.2f s CPU, database: %.2f s CPU, in %.2f s\n", s1 - s0, d1 - d0, ns / 1e9}'
     if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
     echo
 }

@@ -8,7 +8,7 @@ macro_rules! impl_store {
         // A block of its own, so the glob import stays inside the expansion.
         const _: () = {
         use $crate::store::*;
-        use $crate::store::sql::{ChatRow, EventRow, NewEvent};
+        use $crate::store::sql::{BatchMember, ChatRow, EventRow, NewEvent};
 
         impl $store {
             /// Appends one event to each user's stream: positions come from `bump` (one counter
@@ -43,25 +43,6 @@ macro_rules! impl_store {
                 Ok(events.iter().map(|e| EventPos { user_id: e.user_id, pos: e.pos }).collect())
             }
 
-            /// Stores events whose positions are already handed out, in one statement.
-            async fn insert_events(tx: &mut sqlx::Transaction<'_, $db>, events: &[NewEvent]) -> StoreResult<()> {
-                let mut query = sqlx::QueryBuilder::<$db>::new(
-                    "INSERT INTO events (user_id, pos, kind, chat_id, message_id, reader_id, up_to, created_at) ",
-                );
-                query.push_values(events, |mut row, e| {
-                    row.push_bind(e.user_id)
-                        .push_bind(e.pos)
-                        .push_bind(e.kind)
-                        .push_bind(e.chat_id)
-                        .push_bind(e.message_id)
-                        .push_bind(e.reader.map(|r| r.0))
-                        .push_bind(e.reader.map(|r| r.1))
-                        .push_bind(e.created_at);
-                });
-                query.build().execute(&mut **tx).await?;
-                Ok(())
-            }
-
             /// The chat's members, in a transaction or not.
             async fn members<'e, E: sqlx::Executor<'e, Database = $db>>(executor: E, chat_id: i64) -> StoreResult<Vec<i64>> {
                 let rows: Vec<(i64,)> = sqlx::query_as("SELECT user_id FROM chat_members WHERE chat_id = $1")
@@ -78,22 +59,11 @@ macro_rules! impl_store {
             /// trip (to SQLite's thread or to Postgres), and that cost, not the rows, dominates.
             async fn try_send_batch(&self, batch: &[NewMessage]) -> StoreResult<Vec<SendOutcome>> {
                 use std::collections::{BTreeMap, HashMap};
-                use sqlx::QueryBuilder;
                 let mut tx = self.writer().begin().await?;
                 let mut outcomes: Vec<Option<SendOutcome>> = vec![None; batch.len()];
 
-                // Resends of committed messages, by (sender_id, client_id) pairs: the unique index
-                // on the pair serves each lookup in both databases.
-                let mut query = QueryBuilder::<$db>::new("SELECT * FROM messages WHERE (sender_id, client_id) IN (VALUES ");
-                let mut pairs = query.separated(", ");
-                for m in batch {
-                    pairs.push("(").push_bind_unseparated(m.sender_id).push_unseparated(", ");
-                    pairs.push_bind_unseparated(m.client_id.clone()).push_unseparated(")");
-                }
-                query.push(")");
-                let committed: HashMap<(i64, String), MessageRecord> = query
-                    .build_query_as::<MessageRecord>()
-                    .fetch_all(&mut *tx)
+                // Resends of committed messages, by (sender_id, client_id) pairs.
+                let committed: HashMap<(i64, String), MessageRecord> = Self::committed_messages(&mut tx, batch)
                     .await?
                     .into_iter()
                     .map(|m| ((m.sender_id, m.client_id.clone()), m))
@@ -101,27 +71,17 @@ macro_rules! impl_store {
 
                 // Members of every chat in the batch, each with whether they block the other
                 // member: a block holds back a message inside the transaction that would store it.
-                let mut query = QueryBuilder::<$db>::new(
-                    "SELECT cm.chat_id, cm.user_id, cm.reached_out,
-                            EXISTS (SELECT 1 FROM blocks b JOIN chat_members o ON o.user_id = b.blocked_id
-                                    WHERE b.blocker_id = cm.user_id AND o.chat_id = cm.chat_id
-                                      AND o.user_id <> cm.user_id) AS blocks_friend,
-                            (u.deleted_at IS NOT NULL) AS gone
-                     FROM chat_members cm JOIN users u ON u.id = cm.user_id WHERE cm.chat_id IN (",
-                );
-                let mut list = query.separated(", ");
-                for m in batch {
-                    list.push_bind(m.chat_id);
-                }
-                list.push_unseparated(") ORDER BY cm.user_id");
+                let mut chat_ids: Vec<i64> = batch.iter().map(|m| m.chat_id).collect();
+                chat_ids.sort_unstable();
+                chat_ids.dedup();
                 let mut members: HashMap<i64, Vec<i64>> = HashMap::new();
                 let mut blockers: std::collections::HashSet<(i64, i64)> = std::collections::HashSet::new();
                 // Members who have not written or started the chat yet: (chat, user).
                 let mut silent: std::collections::HashSet<(i64, i64)> = std::collections::HashSet::new();
                 // Chats with a deleted member: nobody is there to write to, or to write.
                 let mut abandoned: std::collections::HashSet<i64> = std::collections::HashSet::new();
-                for (chat_id, user_id, reached_out, blocks_friend, gone) in
-                    query.build_query_as::<(i64, i64, bool, bool, bool)>().fetch_all(&mut *tx).await?
+                for BatchMember { chat_id, user_id, reached_out, blocks_friend, gone } in
+                    Self::batch_members(&mut tx, &chat_ids).await?
                 {
                     members.entry(chat_id).or_default().push(user_id);
                     if gone {
@@ -183,22 +143,9 @@ macro_rules! impl_store {
                         let first_seq = last_seq[chat_id] - indexes.len() as i64 + 1;
                         rows.extend(indexes.iter().enumerate().map(|(k, &i)| (i, first_seq + k as i64)));
                     }
-                    let mut query = QueryBuilder::<$db>::new(
-                        "INSERT INTO messages (chat_id, seq, sender_id, client_id, body, created_at) ",
-                    );
-                    query.push_values(&rows, |mut row, &(i, seq)| {
-                        let m = &batch[i];
-                        row.push_bind(m.chat_id)
-                            .push_bind(seq)
-                            .push_bind(m.sender_id)
-                            .push_bind(m.client_id.clone())
-                            .push_bind(m.body.clone())
-                            .push_bind(m.now);
-                    });
-                    query.push(" RETURNING *");
                     let index_of: HashMap<(i64, i64), usize> =
                         rows.iter().map(|&(i, seq)| ((batch[i].chat_id, seq), i)).collect();
-                    for message in query.build_query_as::<MessageRecord>().fetch_all(&mut *tx).await? {
+                    for message in Self::insert_messages(&mut tx, batch, &rows).await? {
                         let i = index_of[&(message.chat_id, message.seq)];
                         stored[i] = Some(message);
                     }
@@ -281,33 +228,6 @@ macro_rules! impl_store {
                 Ok(outcomes.into_iter().map(|o| o.expect("every message has an outcome")).collect())
             }
 
-            /// Adds `count` to `column` of each row `(id, count)` in one statement (and sets
-            /// `last_activity_at` when given); returns each row's new value.
-            async fn bump(
-                tx: &mut sqlx::Transaction<'_, $db>,
-                table: &str,
-                column: &str,
-                activity: Option<Millis>,
-                counts: impl Iterator<Item = (i64, i64)>,
-            ) -> StoreResult<std::collections::HashMap<i64, i64>> {
-                let counts: Vec<(i64, i64)> = counts.collect();
-                let mut query = sqlx::QueryBuilder::<$db>::new(format!("UPDATE {table} SET {column} = {column} + CASE id"));
-                for &(id, count) in &counts {
-                    query.push(" WHEN ").push_bind(id).push(" THEN ").push_bind(count);
-                }
-                query.push(" END");
-                if let Some(at) = activity {
-                    query.push(", last_activity_at = ").push_bind(at);
-                }
-                query.push(" WHERE id IN (");
-                let mut list = query.separated(", ");
-                for &(id, _) in &counts {
-                    list.push_bind(id);
-                }
-                list.push_unseparated(format!(") RETURNING id, {column}"));
-                let rows: Vec<(i64, i64)> = query.build_query_as().fetch_all(&mut **tx).await?;
-                Ok(rows.into_iter().collect())
-            }
         }
 
         #[async_trait::async_trait]
@@ -987,17 +907,22 @@ macro_rules! impl_store {
                     .execute(&mut *tx)
                     .await?;
                 sqlx::query("DELETE FROM events WHERE user_id = $1").bind(user_id).execute(&mut *tx).await?;
-                // Chats whose other member left before: nobody is left to read them.
-                sqlx::query(
-                    "DELETE FROM chats WHERE id IN (
-                         SELECT me.chat_id FROM chat_members me
-                         JOIN chat_members o ON o.chat_id = me.chat_id AND o.user_id <> me.user_id
-                         JOIN users u ON u.id = o.user_id
-                         WHERE me.user_id = $1 AND u.deleted_at IS NOT NULL)",
+                // Chats whose other member left before: nobody is left to read them. Their
+                // messages go first (on Postgres no foreign key cascades to them); their events
+                // went with each member's account.
+                let gone_chats: Vec<(i64,)> = sqlx::query_as(
+                    "SELECT me.chat_id FROM chat_members me
+                     JOIN chat_members o ON o.chat_id = me.chat_id AND o.user_id <> me.user_id
+                     JOIN users u ON u.id = o.user_id
+                     WHERE me.user_id = $1 AND u.deleted_at IS NOT NULL",
                 )
                 .bind(user_id)
-                .execute(&mut *tx)
+                .fetch_all(&mut *tx)
                 .await?;
+                for (chat_id,) in gone_chats {
+                    sqlx::query("DELETE FROM messages WHERE chat_id = $1").bind(chat_id).execute(&mut *tx).await?;
+                    sqlx::query("DELETE FROM chats WHERE id = $1").bind(chat_id).execute(&mut *tx).await?;
+                }
                 let done = sqlx::query(
                     "UPDATE users SET email = $2, display_name = $3, password_hash = '', last_seen_at = NULL,
                                       hide_presence = TRUE, deleted_at = $4
@@ -1055,6 +980,19 @@ macro_rules! impl_store {
 }
 
 /// An event row to store, its position already handed out.
+/// A member of a chat in a batch of messages, and what may hold a message to that chat back.
+#[derive(sqlx::FromRow)]
+pub(crate) struct BatchMember {
+    pub chat_id: i64,
+    pub user_id: i64,
+    /// Has written in the chat or started it.
+    pub reached_out: bool,
+    /// Blocks the other member.
+    pub blocks_friend: bool,
+    /// The account is deleted.
+    pub gone: bool,
+}
+
 pub(crate) struct NewEvent {
     pub user_id: i64,
     pub pos: i64,
@@ -1185,4 +1123,18 @@ impl EventRow {
     }
 }
 
-pub(crate) use {chat_query, impl_store};
+/// The members of the chats of a batch of messages (as [`BatchMember`]), each with whether they
+/// block the other member: a block holds back a message inside the transaction that would store
+/// it. Each backend adds the condition on `cm.chat_id`.
+macro_rules! batch_members_select {
+    () => {
+        "SELECT cm.chat_id, cm.user_id, cm.reached_out,
+                EXISTS (SELECT 1 FROM blocks b JOIN chat_members o ON o.user_id = b.blocked_id
+                        WHERE b.blocker_id = cm.user_id AND o.chat_id = cm.chat_id
+                          AND o.user_id <> cm.user_id) AS blocks_friend,
+                (u.deleted_at IS NOT NULL) AS gone
+         FROM chat_members cm JOIN users u ON u.id = cm.user_id"
+    };
+}
+
+pub(crate) use {batch_members_select, chat_query, impl_store};

@@ -6,9 +6,13 @@ use sqlx::{
     Connection, Sqlite, SqliteConnection, SqlitePool,
 };
 
+use std::collections::HashMap;
+
+use sqlx::QueryBuilder;
+
 use super::{
-    sql::{chat_query, impl_store},
-    StoreError, StoreResult,
+    sql::{batch_members_select, chat_query, impl_store, BatchMember, NewEvent},
+    MessageRecord, Millis, NewMessage, StoreError, StoreResult,
 };
 
 /// SQLite allows one writer at a time. Writes go through a single connection, so they queue in
@@ -75,3 +79,121 @@ async fn out_of_transaction(conn: &mut SqliteConnection) -> Result<bool, sqlx::E
 }
 
 impl_store!(SqliteStore, Sqlite, "sqlite");
+
+/// Rows of events per statement: eight parameters each, under SQLite's limit of 32,766 per
+/// statement whatever the batch size (a 1:1 chat makes two events per message).
+const EVENTS_PER_INSERT: usize = 2048;
+
+/// The statements of a batch of messages, as multi-row statements built to the batch's size:
+/// SQLite runs in this process, so a statement costs its execution, not a round trip, and
+/// parsing a new shape is cheap next to writing the rows.
+impl SqliteStore {
+    async fn committed_messages(
+        tx: &mut sqlx::Transaction<'_, Sqlite>,
+        batch: &[NewMessage],
+    ) -> StoreResult<Vec<MessageRecord>> {
+        // The unique index on the pair serves each lookup.
+        let mut query = QueryBuilder::<Sqlite>::new("SELECT * FROM messages WHERE (sender_id, client_id) IN (VALUES ");
+        let mut pairs = query.separated(", ");
+        for m in batch {
+            pairs.push("(").push_bind_unseparated(m.sender_id).push_unseparated(", ");
+            pairs.push_bind_unseparated(m.client_id.clone()).push_unseparated(")");
+        }
+        query.push(")");
+        Ok(query.build_query_as().fetch_all(&mut **tx).await?)
+    }
+
+    async fn batch_members(tx: &mut sqlx::Transaction<'_, Sqlite>, chat_ids: &[i64]) -> StoreResult<Vec<BatchMember>> {
+        let mut query = QueryBuilder::<Sqlite>::new(batch_members_select!());
+        query.push(" WHERE cm.chat_id IN (");
+        let mut list = query.separated(", ");
+        for id in chat_ids {
+            list.push_bind(*id);
+        }
+        list.push_unseparated(") ORDER BY cm.user_id");
+        Ok(query.build_query_as().fetch_all(&mut **tx).await?)
+    }
+
+    /// Inserts `batch[i]` with sequence number `seq` for each `(i, seq)` of `rows`.
+    async fn insert_messages(
+        tx: &mut sqlx::Transaction<'_, Sqlite>,
+        batch: &[NewMessage],
+        rows: &[(usize, i64)],
+    ) -> StoreResult<Vec<MessageRecord>> {
+        let mut query =
+            QueryBuilder::<Sqlite>::new("INSERT INTO messages (chat_id, seq, sender_id, client_id, body, created_at) ");
+        query.push_values(rows, |mut row, &(i, seq)| {
+            let m = &batch[i];
+            row.push_bind(m.chat_id)
+                .push_bind(seq)
+                .push_bind(m.sender_id)
+                .push_bind(m.client_id.clone())
+                .push_bind(m.body.clone())
+                .push_bind(m.now);
+        });
+        query.push(" RETURNING *");
+        Ok(query.build_query_as().fetch_all(&mut **tx).await?)
+    }
+
+    /// Adds `count` to `column` of each row `(id, count)` in one statement (and sets
+    /// `last_activity_at` when given); returns each row's new value; `Retry` if a row is gone. SQLite has one writer at a
+    /// time, so there is no lock order to keep.
+    async fn bump(
+        tx: &mut sqlx::Transaction<'_, Sqlite>,
+        table: &str,
+        column: &str,
+        activity: Option<Millis>,
+        counts: impl Iterator<Item = (i64, i64)>,
+    ) -> StoreResult<HashMap<i64, i64>> {
+        let counts: Vec<(i64, i64)> = counts.collect();
+        let counts_len = counts.len();
+        let mut query = QueryBuilder::<Sqlite>::new(format!("UPDATE {table} SET {column} = {column} + CASE id"));
+        for &(id, count) in &counts {
+            query.push(" WHEN ").push_bind(id).push(" THEN ").push_bind(count);
+        }
+        query.push(" END");
+        if let Some(at) = activity {
+            query.push(", last_activity_at = ").push_bind(at);
+        }
+        query.push(" WHERE id IN (");
+        let mut list = query.separated(", ");
+        for &(id, _) in &counts {
+            list.push_bind(id);
+        }
+        list.push_unseparated(format!(") RETURNING id, {column}"));
+        let rows: Vec<(i64, i64)> = query.build_query_as().fetch_all(&mut **tx).await?;
+        if rows.len() < counts_len {
+            // A row went away under a concurrent transaction (a chat deleted with its last
+            // member's account): the next attempt sees that before it writes.
+            return Err(StoreError::Retry);
+        }
+        Ok(rows.into_iter().collect())
+    }
+
+    /// Stores events whose positions are already handed out, in statements of up to
+    /// [`EVENTS_PER_INSERT`] rows.
+    async fn insert_events(tx: &mut sqlx::Transaction<'_, Sqlite>, events: &[NewEvent]) -> StoreResult<()> {
+        for chunk in events.chunks(EVENTS_PER_INSERT) {
+            Self::insert_event_rows(tx, chunk).await?;
+        }
+        Ok(())
+    }
+
+    async fn insert_event_rows(tx: &mut sqlx::Transaction<'_, Sqlite>, events: &[NewEvent]) -> StoreResult<()> {
+        let mut query = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO events (user_id, pos, kind, chat_id, message_id, reader_id, up_to, created_at) ",
+        );
+        query.push_values(events, |mut row, e| {
+            row.push_bind(e.user_id)
+                .push_bind(e.pos)
+                .push_bind(e.kind)
+                .push_bind(e.chat_id)
+                .push_bind(e.message_id)
+                .push_bind(e.reader.map(|r| r.0))
+                .push_bind(e.reader.map(|r| r.1))
+                .push_bind(e.created_at);
+        });
+        query.build().execute(&mut **tx).await?;
+        Ok(())
+    }
+}
