@@ -49,27 +49,47 @@ impl GroupCommit {
     }
 }
 
+/// A batch's completions with the outcome of its commit, for the completer task.
+type Settled = (Vec<Completion>, Result<Vec<SendOutcome>, ApiError>);
+
 async fn run(store: Arc<dyn Store>, mut jobs: mpsc::Receiver<Job>, max_batch: usize) {
+    // The completions run on a task of their own, batch after batch in commit order, so the
+    // next batch is already being stored while the last one's acks and deliveries go out.
+    let (settled, to_complete) = mpsc::unbounded_channel::<Settled>();
+    tokio::spawn(complete(to_complete));
     let mut batch = Vec::with_capacity(max_batch);
     while jobs.recv_many(&mut batch, max_batch).await > 0 {
         let (messages, completions): (Vec<NewMessage>, Vec<Completion>) =
             batch.drain(..).map(|j| (j.message, j.done)).unzip();
         ::metrics::histogram!(crate::metrics::BATCH_SIZE).record(messages.len() as f64);
-        match store.send_messages(&messages).await {
+        let outcome = store.send_messages(&messages).await.map_err(|err| {
+            // Classified once here, so every sender in the batch hears the same reason.
+            let err = ApiError::from(err);
+            match &err {
+                ApiError::Unavailable(why) => {
+                    tracing::warn!(error = %why, messages = messages.len(), "a batch of messages was not stored")
+                }
+                _ => tracing::error!(error = ?err, messages = messages.len(), "a batch of messages failed"),
+            }
+            err
+        });
+        // Unbounded, yet it holds at most the batches stored while the completer is behind; the
+        // bounded job queue in front of the writer keeps senders from outrunning both.
+        if settled.send((completions, outcome)).is_err() {
+            return;
+        }
+    }
+}
+
+async fn complete(mut batches: mpsc::UnboundedReceiver<Settled>) {
+    while let Some((completions, outcome)) = batches.recv().await {
+        match outcome {
             Ok(outcomes) => {
                 for (done, outcome) in completions.into_iter().zip(outcomes) {
                     done(Ok(outcome));
                 }
             }
             Err(err) => {
-                // Classified once here, so every sender in the batch hears the same reason.
-                let err = ApiError::from(err);
-                match &err {
-                    ApiError::Unavailable(why) => {
-                        tracing::warn!(error = %why, messages = messages.len(), "a batch of messages was not stored")
-                    }
-                    _ => tracing::error!(error = ?err, messages = messages.len(), "a batch of messages failed"),
-                }
                 for done in completions {
                     done(Err(err.clone()));
                 }
