@@ -5,7 +5,8 @@
 # writes the JSON results into <target>/bench/<backend>-<scenario>.json. Settings can be changed
 # with THROUGHPUT_ARGS, CONNECTIONS, SOURCE_IPS. PERF=1 records a profile of the (first) server
 # during each scenario into <target>/bench/<backend>-<scenario>.perf (`perf report -i …`);
-# KEEP_DB=1 keeps the PostgreSQL database for a look afterwards. NODES=2 (postgres only) starts that many nodes on
+# KEEP_DB=1 keeps the PostgreSQL database for a look afterwards. The server's /metrics after each
+# scenario go to <target>/bench/<backend>-<scenario>.metrics. NODES=2 (postgres only) starts that many nodes on
 # one database and one Redis (BENCH_REDIS_URL, default redis://127.0.0.1:6379, under a key prefix
 # of the run's own); REDIS=1 puts a single node on Redis too. Results are then named
 # <backend>-redis-<N>node-<scenario>.json.
@@ -66,6 +67,7 @@ for n in $(seq 1 "$nodes"); do
     url=$(sed -n 's/^Parley is running at //p' "$data/server$n.out")
     [ -n "$url" ] || { echo "node $n did not start" >&2; exit 1; }
     servers+=(--server "$url")
+    [ "$n" = 1 ] && first_url="$url"
     echo "node $n: pid ${server_pids[-1]} at $url, idle RSS $(awk '/VmRSS/ {print $2, $3}' "/proc/${server_pids[-1]}/status")"
 done
 server_pid="${server_pids[0]}"
@@ -102,6 +104,8 @@ load() {
         -v ns="$(( $(date +%s%N) - started_ns ))" \
         'BEGIN {printf "server: %.2f s CPU, database: %.2f s CPU, in %.2f s\n", s1 - s0, d1 - d0, ns / 1e9}'
     if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
+    # The server's own counters and histograms (batch sizes, store latency) after the scenario.
+    curl -sf "$first_url/metrics" >"$out/$tag-$name.metrics" || true
     echo
 }
 scenarios=("$@")

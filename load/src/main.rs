@@ -42,6 +42,11 @@ pub enum Scenario {
         messages: usize,
         #[arg(long, default_value_t = 32)]
         window: usize,
+        /// Send at this many messages per second in all (spread evenly over the senders, each
+        /// on a fixed schedule) instead of as fast as the window allows; latency is then counted
+        /// from each message's scheduled time, so a server that falls behind shows it.
+        #[arg(long)]
+        rate: Option<f64>,
     },
     /// K idle authenticated sockets; the server's RSS per connection.
     Connections {

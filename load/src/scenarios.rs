@@ -19,8 +19,8 @@ use crate::{
 pub async fn run(targets: &[Target], accounts: &[Account], scenario: Scenario) -> Result<Report> {
     let target = &targets[0];
     match scenario {
-        Scenario::Throughput { pairs, messages, window } => {
-            throughput(targets, accounts, pairs, messages, window).await
+        Scenario::Throughput { pairs, messages, window, rate } => {
+            throughput(targets, accounts, pairs, messages, window, rate).await
         }
         Scenario::Connections { count, server_pid, source_ips } => {
             connections(target, accounts, count, server_pid, source_ips).await
@@ -47,7 +47,8 @@ fn run_salt() -> u64 {
 }
 
 /// Each sender's messages carry the send time (µs since `epoch`) as their body, so the receiver
-/// computes the latency.
+/// computes the latency. With a `rate`, that is the time the message was due by the schedule,
+/// whether or not the window let it go then.
 ///
 /// With several nodes, pair `p`'s sender is on node `p mod n` and its receiver on the next node:
 /// every message crosses from one node to another, and each node has senders and receivers.
@@ -57,8 +58,11 @@ async fn throughput(
     pairs: usize,
     messages: usize,
     window: usize,
+    rate: Option<f64>,
 ) -> Result<Report> {
     need(accounts, pairs * 2)?;
+    // Each sender's interval between messages, when paced.
+    let interval = rate.filter(|r| *r > 0.0).map(|r| Duration::from_secs_f64(pairs as f64 / r));
     let window = window.max(1);
     let mut chats = Vec::with_capacity(pairs);
     for pair in 0..pairs {
@@ -95,19 +99,29 @@ async fn throughput(
             Result::Ok((latency, seen.len(), duplicates, last_at))
         }));
     }
+    let mut sockets = Vec::with_capacity(pairs);
+    for pair in 0..pairs {
+        sockets.push(targets[pair % targets.len()].connect(&accounts[2 * pair]).await?.0);
+    }
     let mut senders = Vec::new();
     let started = Instant::now();
-    for pair in 0..pairs {
-        let (mut socket, _) = targets[pair % targets.len()].connect(&accounts[2 * pair]).await?;
+    for (pair, mut socket) in sockets.into_iter().enumerate() {
         let chat = chats[pair];
+        // Paced senders start spread over one interval, not all at once.
+        let first_due = started + interval.map_or(Duration::ZERO, |i| i.mul_f64(pair as f64 / pairs as f64));
         senders.push(tokio::spawn(async move {
             let mut acked = 0usize;
             let mut sent = 0usize;
             while acked < messages {
-                // Keep up to `window` messages unacknowledged.
+                // Keep up to `window` messages unacknowledged; paced, only those already due.
                 let mut queued = false;
                 while sent < messages && sent - acked < window {
-                    let body = epoch.elapsed().as_micros().to_string();
+                    let due = interval.map(|i| first_due + i * sent as u32);
+                    if due.is_some_and(|due| due > Instant::now()) {
+                        break;
+                    }
+                    let sent_at = due.map_or_else(|| epoch.elapsed(), |due| due.duration_since(epoch));
+                    let body = sent_at.as_micros().to_string();
                     let client_id = new_client_id(pair * messages + sent, salt);
                     socket.feed(&ClientFrame::Send { chat_id: chat, client_id, body }).await?;
                     sent += 1;
@@ -116,7 +130,17 @@ async fn throughput(
                 if queued {
                     socket.flush().await?;
                 }
-                match socket.next_within(Duration::from_secs(30)).await? {
+                let next_due = interval
+                    .filter(|_| sent < messages && sent - acked < window)
+                    .map(|i| tokio::time::Instant::from_std(first_due + i * sent as u32));
+                let frame = match next_due {
+                    Some(due) => tokio::select! {
+                        frame = socket.next_within(Duration::from_secs(30)) => frame?,
+                        () = tokio::time::sleep_until(due) => continue,
+                    },
+                    None => socket.next_within(Duration::from_secs(30)).await?,
+                };
+                match frame {
                     Some(ServerFrame::Ack { .. }) => acked += 1,
                     Some(ServerFrame::Error { code, message, .. }) => return Err(format!("{code}: {message}").into()),
                     Some(_) => {}
@@ -143,25 +167,30 @@ async fn throughput(
     }
     let seconds = last.duration_since(started).as_secs_f64();
     let expected = pairs * messages;
-    let rate = delivered as f64 / seconds;
+    let per_sec = delivered as f64 / seconds;
     let (latency_json, latency_cell) = latency_summary(&latency);
     Ok(Report {
         ok: delivered == expected && duplicates == 0 && acked == expected,
         rows: vec![
             (
                 "scenario".into(),
-                format!("throughput: {pairs} pairs × {messages} messages, window {window}, {} node(s)", targets.len()),
+                format!(
+                    "throughput: {pairs} pairs × {messages} messages, window {window}, {}, {} node(s)",
+                    rate.map_or("as fast as acked".to_string(), |r| format!("paced at {r:.0} messages/s")),
+                    targets.len()
+                ),
             ),
             ("acked".into(), format!("{acked} / {expected}")),
             ("delivered once".into(), format!("{delivered} / {expected} ({duplicates} duplicates)")),
             ("time".into(), format!("{seconds:.2} s")),
-            ("rate".into(), format!("{rate:.0} messages/s delivered")),
+            ("rate".into(), format!("{per_sec:.0} messages/s delivered")),
             ("send → receive".into(), latency_cell),
         ],
         json: json!({
             "scenario": "throughput", "nodes": targets.len(), "pairs": pairs, "messages_per_sender": messages, "window": window,
+            "paced_rate": rate,
             "acked": acked, "delivered": delivered, "duplicates": duplicates, "missing": expected - delivered.min(expected),
-            "seconds": seconds, "messages_per_sec": rate, "latency": latency_json,
+            "seconds": seconds, "messages_per_sec": per_sec, "latency": latency_json,
         }),
     })
 }

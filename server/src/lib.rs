@@ -70,7 +70,8 @@ impl Server {
             .map_err(StartError::Secret)?;
         let mailer = mail::Mailer::from_config(&config)?;
         tracing::info!(database = store.backend(), mail = %mailer.describe(), signup = ?config.signup, "server ready");
-        let writer = writer::GroupCommit::start(store.clone(), config.max_commit_batch);
+        let writers = config.commit_writers.clamp(1, store.max_writers());
+        let writer = writer::GroupCommit::start(store.clone(), config.max_commit_batch, writers);
         let (limiter, relay, notices): (Arc<dyn ratelimit::RateLimiter>, Arc<dyn relay::Relay>, _) =
             match &config.redis_url {
                 None => (ratelimit::LocalRateLimiter::new(&config.rate_limits), relay::LocalRelay::new(), None),

@@ -27,25 +27,38 @@ struct Job {
     done: Completion,
 }
 
+/// One or more writers; each message goes to the writer of its chat, so a chat's messages are
+/// stored in the order they were queued. Several writers let a database that takes concurrent
+/// writers (Postgres) store one batch while another commits.
 #[derive(Clone)]
 pub struct GroupCommit {
-    queue: mpsc::Sender<Job>,
+    queues: Arc<[mpsc::Sender<Job>]>,
 }
 
 impl GroupCommit {
-    /// Starts the writer task; it ends when every handle is dropped.
-    pub fn start(store: Arc<dyn Store>, max_batch: usize) -> Self {
-        let (queue, jobs) = mpsc::channel(max_batch.max(1) * 4);
-        tokio::spawn(run(store, jobs, max_batch.max(1)));
-        GroupCommit { queue }
+    /// Starts `writers` writer tasks; they end when every handle is dropped.
+    pub fn start(store: Arc<dyn Store>, max_batch: usize, writers: usize) -> Self {
+        let queues: Vec<_> = (0..writers.max(1))
+            .map(|_| {
+                let (queue, jobs) = mpsc::channel(max_batch.max(1) * 4);
+                tokio::spawn(run(store.clone(), jobs, max_batch.max(1)));
+                queue
+            })
+            .collect();
+        GroupCommit { queues: queues.into() }
     }
 
-    /// Queues the message for the next batch; waits only while the queue is full. Messages
-    /// queued one after another by one task are stored in that order. `done` hears the outcome;
-    /// an error there means no ack: the batch did not commit, or its fate is unknown (a lost
-    /// connection), and the sender's resend with the same `client_id` settles it.
+    /// Queues the message for the next batch of its chat's writer; waits only while that queue
+    /// is full. Messages queued one after another by one task are stored in that order within
+    /// each chat. `done` hears the outcome; an error there means no ack: the batch did not
+    /// commit, or its fate is unknown (a lost connection), and the sender's resend with the same
+    /// `client_id` settles it.
     pub async fn submit(&self, message: NewMessage, done: Completion) -> Result<(), ApiError> {
-        self.queue.send(Job { message, done }).await.map_err(|_| ApiError::Internal("the writer has stopped".into()))
+        let writer = message.chat_id.unsigned_abs() as usize % self.queues.len();
+        self.queues[writer]
+            .send(Job { message, done })
+            .await
+            .map_err(|_| ApiError::Internal("the writer has stopped".into()))
     }
 }
 

@@ -364,6 +364,8 @@ pub enum ReadOutcome {
 pub trait Store: Send + Sync + 'static {
     /// Which backend this is, for logs and `/healthz`.
     fn backend(&self) -> &'static str;
+    /// How many transactions writing messages may usefully run at once.
+    fn max_writers(&self) -> usize;
     /// A round trip to the database.
     async fn ping(&self) -> StoreResult<()>;
 

@@ -236,6 +236,11 @@ macro_rules! impl_store {
                 $backend
             }
 
+            fn max_writers(&self) -> usize {
+                // SQLite takes one writer at a time (and Parley gives it one connection for it).
+                if $backend == "sqlite" { 1 } else { usize::MAX }
+            }
+
             async fn ping(&self) -> StoreResult<()> {
                 sqlx::query("SELECT 1").execute(self.reader()).await?;
                 Ok(())
