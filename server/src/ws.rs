@@ -19,7 +19,10 @@ use axum::{
     http::HeaderMap,
     response::Response,
 };
-use futures_util::{stream::SplitSink, SinkExt, StreamExt};
+use futures_util::{
+    stream::{SplitSink, SplitStream},
+    SinkExt, StreamExt,
+};
 use governor::{DefaultDirectRateLimiter, Quota};
 use parley_common::{ws::close, ClientFrame, Event, ServerFrame};
 use tokio::sync::{mpsc, Semaphore};
@@ -35,8 +38,10 @@ use crate::{
 };
 
 /// Socket buffers per connection. The library's defaults (128 KiB each) suit a few busy sockets;
-/// a chat server holds many mostly idle ones, and frames are small.
-const READ_BUFFER_BYTES: usize = 4 * 1024;
+/// a chat server holds many mostly idle ones, and frames are small. The read buffer is allocated
+/// up front and kept: 4 KiB of the ~12 KiB an idle connection cost; 1 KiB delivers as much under
+/// load (512 bytes cost a tenth of the throughput, docs/BENCHMARKS.md). A larger frame grows it.
+const READ_BUFFER_BYTES: usize = 1024;
 const WRITE_BUFFER_BYTES: usize = 8 * 1024;
 /// RFC 6455's normal closure.
 const NORMAL_CLOSE: u16 = 1000;
@@ -82,13 +87,60 @@ pub async fn upgrade(
         .on_upgrade(move |socket| run(state, session, user, socket)))
 }
 
-async fn run(state: AppState, session: Session, user: UserRecord, socket: WebSocket) {
+/// The connection's task. Not an `async fn`: its arguments (the socket among them) would stay in
+/// the future for as long as the connection lives. Opening and closing are boxed, and so are the
+/// two sides: what stays in the task while the connection is open is a few pointers, not the
+/// largest of every state it passes through (memory per idle connection, docs/BENCHMARKS.md).
+fn run(
+    state: AppState,
+    session: Session,
+    user: UserRecord,
+    socket: WebSocket,
+) -> impl std::future::Future<Output = ()> {
+    let user_id = user.id;
+    let conn_id = next_conn_id();
+    let opening = Box::pin(open(state.clone(), session, user, socket, conn_id));
+    async move {
+        if let Some(open) = opening.await {
+            let Open { sender, receiver, queue_rx, kick, last_heard } = open;
+            let mut send = Box::pin(sender.run(queue_rx, kick.clone(), last_heard));
+            let mut receive = Box::pin(receiver.run());
+            tokio::select! {
+                // The send side closed the connection (a kick, a timeout): read on briefly so the
+                // peer's close reply is taken, not answered with a reset that could cost it the
+                // close frame and its reason.
+                () = &mut send => {
+                    let _ = tokio::time::timeout(Duration::from_secs(1), receive).await;
+                }
+                // The peer closed or vanished: the send side answers a close with one of its own
+                // (or with the reason it was kicked for), if the socket still takes it.
+                () = &mut receive => {
+                    kick.kick(NORMAL_CLOSE);
+                    let _ = tokio::time::timeout(Duration::from_secs(1), send).await;
+                }
+            }
+        }
+        Box::pin(close(&state, user_id, conn_id)).await;
+    }
+}
+
+/// A connection past its `hello`, ready to run.
+struct Open {
+    sender: Sender,
+    receiver: Receiver,
+    queue_rx: mpsc::Receiver<Outbound>,
+    kick: Arc<Kick>,
+    last_heard: Arc<AtomicI64>,
+}
+
+/// Registers the connection with the relay and greets it; `None` if the greeting failed (the
+/// connection is registered all the same: [`close`] follows either way).
+async fn open(state: AppState, session: Session, user: UserRecord, socket: WebSocket, conn_id: ConnId) -> Option<Open> {
     let (mut sink, stream) = socket.split();
     let (queue, queue_rx) = mpsc::channel(state.config.ws_queue_len.max(1));
     let kick = Arc::new(Kick::default());
     let catch_up_queued = Arc::new(AtomicBool::new(false));
     let delivered = Arc::new(AtomicI64::new(0));
-    let conn_id = next_conn_id();
     let user_id = user.id;
     let came_online = state
         .relay
@@ -108,63 +160,50 @@ async fn run(state: AppState, session: Session, user: UserRecord, socket: WebSoc
     tracing::debug!(user_id, conn = conn_id, came_online, "connection opened");
     ::metrics::gauge!(crate::metrics::CONNECTIONS).increment(1.0);
     // Registered first, cursor second: whatever commits after this read reaches the queue.
-    let hello = match state.store.cursor(user_id).await {
-        Ok(cursor) => Some((cursor, ServerFrame::Hello { user: user_view(&user), cursor: cursor_string(cursor) })),
+    let cursor = match state.store.cursor(user_id).await {
+        Ok(cursor) => cursor,
         Err(err) => {
             tracing::error!(error = %err, "reading the cursor for hello");
-            None
+            return None;
         }
     };
-    if let Some((cursor, hello)) = hello {
-        if send_frame(&mut sink, &hello).await.is_ok() {
-            if came_online {
-                if let Err(err) = chats::announce_presence(&state, user_id, true, None).await {
-                    tracing::warn!(error = %err, "announcing presence");
-                }
-            }
-            let last_heard = Arc::new(AtomicI64::new(now_millis()));
-            delivered.store(cursor, Ordering::Relaxed);
-            let sender = Sender {
-                state: state.clone(),
-                conn_id,
-                user_id,
-                delivered: cursor,
-                sink,
-                catch_up_queued,
-                delivered_shared: delivered,
-            };
-            let receiver = Receiver {
-                state: state.clone(),
-                conn_id,
-                user_id,
-                queue,
-                kick: kick.clone(),
-                last_heard: last_heard.clone(),
-                frames: DefaultDirectRateLimiter::direct(frame_quota(state.config.ws_frames_per_sec)),
-                sends_in_flight: Arc::new(Semaphore::new(MAX_SENDS_IN_FLIGHT)),
-                bad_in_a_row: 0,
-                last_typing: HashMap::new(),
-            };
-            let send = sender.run(queue_rx, &kick, &last_heard);
-            let receive = receiver.run(stream);
-            tokio::pin!(send, receive);
-            tokio::select! {
-                // The send side closed the connection (a kick, a timeout): read on briefly so the
-                // peer's close reply is taken, not answered with a reset that could cost it the
-                // close frame and its reason.
-                () = &mut send => {
-                    let _ = tokio::time::timeout(Duration::from_secs(1), receive).await;
-                }
-                // The peer closed or vanished: the send side answers a close with one of its own
-                // (or with the reason it was kicked for), if the socket still takes it.
-                () = &mut receive => {
-                    kick.kick(NORMAL_CLOSE);
-                    let _ = tokio::time::timeout(Duration::from_secs(1), send).await;
-                }
-            }
+    let hello = ServerFrame::Hello { user: user_view(&user), cursor: cursor_string(cursor) };
+    send_frame(&mut sink, &hello).await.ok()?;
+    if came_online {
+        if let Err(err) = chats::announce_presence(&state, user_id, true, None).await {
+            tracing::warn!(error = %err, "announcing presence");
         }
     }
+    let last_heard = Arc::new(AtomicI64::new(now_millis()));
+    delivered.store(cursor, Ordering::Relaxed);
+    let sender = Sender {
+        state: state.clone(),
+        conn_id,
+        user_id,
+        delivered: cursor,
+        sink,
+        catch_up_queued,
+        delivered_shared: delivered,
+    };
+    let receiver = Receiver {
+        state: state.clone(),
+        conn_id,
+        user_id,
+        stream,
+        queue,
+        kick: kick.clone(),
+        last_heard: last_heard.clone(),
+        frames: DefaultDirectRateLimiter::direct(frame_quota(state.config.ws_frames_per_sec)),
+        sends_in_flight: Arc::new(Semaphore::new(MAX_SENDS_IN_FLIGHT)),
+        bad_in_a_row: 0,
+        last_typing: HashMap::new(),
+    };
+    Some(Open { sender, receiver, queue_rx, kick, last_heard })
+}
 
+/// Unregisters the connection; the user's last one going records their last seen and tells
+/// their friends.
+async fn close(state: &AppState, user_id: i64, conn_id: ConnId) {
     tracing::debug!(user_id, conn = conn_id, "connection closed");
     ::metrics::gauge!(crate::metrics::CONNECTIONS).decrement(1.0);
     if state.relay.unregister(user_id, conn_id).await {
@@ -172,7 +211,7 @@ async fn run(state: AppState, session: Session, user: UserRecord, socket: WebSoc
         if let Err(err) = state.store.set_last_seen(user_id, now).await {
             tracing::warn!(error = %err, "recording last seen");
         }
-        if let Err(err) = chats::announce_presence(&state, user_id, false, Some(now)).await {
+        if let Err(err) = chats::announce_presence(state, user_id, false, Some(now)).await {
             tracing::warn!(error = %err, "announcing presence");
         }
     }
@@ -185,9 +224,12 @@ fn frame_quota(per_sec: u32) -> Quota {
 
 type Sink = SplitSink<WebSocket, WsMessage>;
 
+fn encode(frame: &impl serde::Serialize) -> String {
+    serde_json::to_string(frame).expect("frames serialise")
+}
+
 async fn send_frame(sink: &mut Sink, frame: &impl serde::Serialize) -> Result<(), axum::Error> {
-    let text = serde_json::to_string(frame).expect("frames serialise");
-    sink.send(WsMessage::Text(text.into())).await
+    sink.send(WsMessage::Text(encode(frame).into())).await
 }
 
 fn close_reason(code: u16) -> &'static str {
@@ -214,7 +256,7 @@ struct Sender {
 }
 
 impl Sender {
-    async fn run(mut self, mut queue: mpsc::Receiver<Outbound>, kick: &Kick, last_heard: &AtomicI64) {
+    async fn run(mut self, mut queue: mpsc::Receiver<Outbound>, kick: Arc<Kick>, last_heard: Arc<AtomicI64>) {
         let ping_every = Duration::from_secs(self.state.config.ws_ping_secs.max(1));
         let idle_limit_ms = self.state.config.ws_idle_timeout_secs as i64 * 1000;
         let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
@@ -230,7 +272,7 @@ impl Sender {
                 _ = ping.tick() => Step::Ping,
             };
             let outcome = tokio::select! {
-                outcome = self.step(step, &mut queue, last_heard, idle_limit_ms) => outcome,
+                outcome = self.step(step, &mut queue, &last_heard, idle_limit_ms) => outcome,
                 code = kick.kicked() => break code,
             };
             match outcome {
@@ -287,7 +329,8 @@ impl Sender {
     async fn forward(&mut self, item: Outbound) -> Result<(), SendFailure> {
         let (pos, event, origin) = match item {
             Outbound::Frame(frame) => return self.send(&frame).await,
-            Outbound::CatchUp => return self.catch_up().await,
+            // Boxed, as is `fill_gap`: rare, and larger than the rest of the send side.
+            Outbound::CatchUp => return Box::pin(self.catch_up()).await,
             Outbound::Event { pos, event, origin } => (pos, event, origin),
         };
         let ack = match (&*event, origin) {
@@ -301,21 +344,22 @@ impl Sender {
         if ack.is_some() {
             ::metrics::counter!(crate::metrics::ACKS).increment(1);
         }
+        // Encoded at once: a frame kept across the awaits below would sit in every connection's
+        // future, idle or not.
+        let ack = ack.map(|ack| encode(&ack));
         if pos <= self.delivered {
             // Already sent (from the store, while filling a gap); the sender still needs its ack.
             return match ack {
-                Some(ack) => self.send(&ack).await,
+                Some(ack) => self.feed(ack).await,
                 None => Ok(()),
             };
         }
         if pos > self.delivered + 1 {
-            self.fill_gap(pos - 1).await?;
+            Box::pin(self.fill_gap(pos - 1)).await?;
         }
-        match ack {
-            Some(ack) => self.send(&ack).await?,
-            // An event's frame is the event itself (the `Event` variant is untagged).
-            None => self.send(&*event).await?,
-        }
+        // An event's frame is the event itself (the `Event` variant is untagged).
+        let text = ack.unwrap_or_else(|| encode(&*event));
+        self.feed(text).await?;
         self.set_delivered(pos);
         Ok(())
     }
@@ -375,7 +419,10 @@ impl Sender {
 
     /// Writes the frame into the socket's buffer; [`Sender::step`] flushes.
     async fn send(&mut self, frame: &impl serde::Serialize) -> Result<(), SendFailure> {
-        let text = serde_json::to_string(frame).expect("frames serialise");
+        self.feed(encode(frame)).await
+    }
+
+    async fn feed(&mut self, text: String) -> Result<(), SendFailure> {
         self.sink.feed(WsMessage::Text(text.into())).await.map_err(|_| SendFailure::Socket)
     }
 }
@@ -401,6 +448,7 @@ struct Receiver {
     state: AppState,
     conn_id: ConnId,
     user_id: i64,
+    stream: SplitStream<WebSocket>,
     queue: mpsc::Sender<Outbound>,
     kick: Arc<Kick>,
     last_heard: Arc<AtomicI64>,
@@ -411,8 +459,8 @@ struct Receiver {
 }
 
 impl Receiver {
-    async fn run(mut self, mut stream: futures_util::stream::SplitStream<WebSocket>) {
-        while let Some(Ok(message)) = stream.next().await {
+    async fn run(mut self) {
+        while let Some(Ok(message)) = self.stream.next().await {
             self.last_heard.store(now_millis(), Ordering::Relaxed);
             let text = match message {
                 WsMessage::Text(text) => text,
@@ -434,7 +482,9 @@ impl Receiver {
             match serde_json::from_str::<ClientFrame>(&text) {
                 Ok(frame) => {
                     self.bad_in_a_row = 0;
-                    self.handle(frame).await;
+                    // Boxed: inline, the largest of these futures would size every idle
+                    // connection's task; on the heap it costs one allocation per frame.
+                    Box::pin(self.handle(frame)).await;
                 }
                 Err(err) => self.bad_frame(format!("not a valid frame: {err}")),
             }
@@ -444,21 +494,18 @@ impl Receiver {
         }
     }
 
+    async fn send(&mut self, chat_id: i64, client_id: String, body: String) {
+        let permit = self.sends_in_flight.clone().acquire_owned().await.expect("the semaphore is never closed");
+        let result =
+            chats::send(&self.state, self.user_id, self.conn_id, chat_id, client_id.clone(), body, permit).await;
+        if let Err(err) = result {
+            self.reply(ServerFrame::Error { code: err.code.into(), message: err.message, client_id: Some(client_id) });
+        }
+    }
+
     async fn handle(&mut self, frame: ClientFrame) {
         match frame {
-            ClientFrame::Send { chat_id, client_id, body } => {
-                let permit = self.sends_in_flight.clone().acquire_owned().await.expect("the semaphore is never closed");
-                let result =
-                    chats::send(&self.state, self.user_id, self.conn_id, chat_id, client_id.clone(), body, permit)
-                        .await;
-                if let Err(err) = result {
-                    self.reply(ServerFrame::Error {
-                        code: err.code.into(),
-                        message: err.message,
-                        client_id: Some(client_id),
-                    });
-                }
-            }
+            ClientFrame::Send { chat_id, client_id, body } => self.send(chat_id, client_id, body).await,
             ClientFrame::Read { chat_id, up_to } => {
                 let result = chats::mark_read(&self.state, self.user_id, chat_id, up_to).await;
                 self.reply_error(result);
