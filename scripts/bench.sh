@@ -90,7 +90,8 @@ load() {
         perf_pid=$!
     fi
     # shellcheck disable=SC2046
-    local server_cpu database_cpu started_ns
+    local server_cpu database_cpu started_ns server_written
+    server_written=$(awk '/^wchar/ {print $2}' "/proc/$server_pid/io")
     server_cpu=$(cpu_secs "${server_pids[@]}")
     database_cpu=$(cpu_secs $(database_pids))
     started_ns=$(date +%s%N)
@@ -102,7 +103,9 @@ load() {
     awk -v s0="$server_cpu" -v s1="$(cpu_secs "${server_pids[@]}")" \
         -v d0="$database_cpu" -v d1="$(cpu_secs $(database_pids))" \
         -v ns="$(( $(date +%s%N) - started_ns ))" \
-        'BEGIN {printf "server: %.2f s CPU, database: %.2f s CPU, in %.2f s\n", s1 - s0, d1 - d0, ns / 1e9}'
+        -v w="$(( $(awk '/^wchar/ {print $2}' "/proc/$server_pid/io") - server_written ))" \
+        'BEGIN {printf "server: %.2f s CPU, database: %.2f s CPU, in %.2f s; the server wrote %.1f MiB\n",
+                s1 - s0, d1 - d0, ns / 1e9, w / 1048576}'
     if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
     # The server's own counters and histograms (batch sizes, store latency) after the scenario.
     curl -sf "$first_url/metrics" >"$out/$tag-$name.metrics" || true
