@@ -116,7 +116,7 @@ scenarios=("$@")
 for scenario in "${scenarios[@]}"; do
     case "$scenario" in
         # shellcheck disable=SC2086
-        throughput) load throughput throughput ${THROUGHPUT_ARGS:---pairs 50 --messages 1000 --window 32} ;;
+        throughput) load throughput throughput ${THROUGHPUT_ARGS:---pairs 50 --messages 4000 --window 32} ;;
         catchup) load catchup catchup --messages 10000 ;;
         fanout) load fanout fanout --devices 50 --rounds 200 ;;
         connections) load connections connections --count "${CONNECTIONS:-10000}" --source-ips "${SOURCE_IPS:-1}" \
