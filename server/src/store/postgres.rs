@@ -21,10 +21,7 @@ impl PgStore {
     /// Connects and applies `migrations/postgres`. A `?options=-c search_path=…` in the URL selects
     /// a schema (tests use one each).
     pub async fn connect(url: &str, acquire_timeout: std::time::Duration) -> StoreResult<Self> {
-        // No JIT: Parley's statements are short, and Postgres judges by row estimates whether to
-        // compile a plan, which takes milliseconds: off, a steady 5,000 messages/s went from
-        // p50 15 ms to 6 ms (docs/BENCHMARKS.md).
-        let options = PgConnectOptions::from_str(url).map_err(StoreError::Database)?.options([("jit", "off")]);
+        let options = PgConnectOptions::from_str(url).map_err(StoreError::Database)?;
         let pool = PgPoolOptions::new()
             .max_connections(16)
             // While the database is away, a request waits this long for a connection before its
