@@ -107,9 +107,9 @@ impl PgStore {
     }
 
     /// Adds `count` to `column` of each row `(id, count)` (and sets `last_activity_at` when
-    /// given); returns each row's new value; `Retry` if a row is gone. The rows are locked first, in ascending id (`FOR
-    /// UPDATE` after `ORDER BY` locks in that order), the order every writer follows, so that
-    /// concurrent writers wait for each other instead of deadlocking.
+    /// given); returns each row's new value; `Retry` if a row is gone. The rows are locked first,
+    /// in ascending id (`FOR UPDATE` after `ORDER BY` locks in that order), the order every
+    /// writer follows, so that concurrent writers wait for each other instead of deadlocking.
     async fn bump(
         tx: &mut sqlx::Transaction<'_, Postgres>,
         table: &str,

@@ -136,8 +136,8 @@ impl SqliteStore {
     }
 
     /// Adds `count` to `column` of each row `(id, count)` in one statement (and sets
-    /// `last_activity_at` when given); returns each row's new value; `Retry` if a row is gone. SQLite has one writer at a
-    /// time, so there is no lock order to keep.
+    /// `last_activity_at` when given); returns each row's new value; `Retry` if a row is gone.
+    /// SQLite has one writer at a time, so there is no lock order to keep.
     async fn bump(
         tx: &mut sqlx::Transaction<'_, Sqlite>,
         table: &str,
