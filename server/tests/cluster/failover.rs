@@ -10,7 +10,9 @@ use crate::harness::{
     chat_with, client_id, eventually, http, start_chat, sync_all, user, Cluster, PrivateRedis, Ws, PRESENCE_TTL_SECS,
 };
 
-const MESSAGES: usize = 200;
+/// Long enough that the node dies mid-stream: a socket's sends are pipelined (up to 64 unanswered),
+/// so a short stream can be committed whole between the ack that triggers the kill and the kill.
+const MESSAGES: usize = 3000;
 const KILL_AFTER_ACKS: usize = 60;
 
 /// Waits until `ws` has seen every one of `wanted` (or fails after `within`).
@@ -80,7 +82,7 @@ async fn a_killed_nodes_users_show_offline_within_the_ttl_and_catch_up_on_anothe
     let mut cy_ws = Ws::connect(&b, &cy.token).await;
     let mut from_cy = Vec::new();
     for n in 0..3 {
-        let id = client_id(1000 + n);
+        let id = client_id(1_000_000 + n);
         cy_ws.say(cy_chat.id, &id, &format!("while you were away {n}")).await;
         cy_ws.next_ack().await;
         from_cy.push(id);
@@ -138,7 +140,7 @@ async fn a_killed_nodes_users_show_offline_within_the_ttl_and_catch_up_on_anothe
     // The killed node comes back and rejoins: a device of Bo's there talks with Ada on node B.
     cluster.nodes[2].restart().await;
     let mut bo_tablet = Ws::connect(&c, &bo.token).await;
-    bo_tablet.say(chat.id, &client_id(2000), "from the node that came back").await;
+    bo_tablet.say(chat.id, &client_id(2_000_000), "from the node that came back").await;
     bo_tablet.next_ack().await;
     assert_eq!(ada_ws.next_message().await.body, "from the node that came back");
     assert_eq!(bo_ws.next_message().await.body, "from the node that came back", "and Bo's other device");
