@@ -191,6 +191,13 @@ impl From<ApiError> for SendError {
     }
 }
 
+impl SendError {
+    /// The `error` frame that tells the sender, naming its message by `client_id`.
+    pub fn frame(self, client_id: String) -> ServerFrame {
+        ServerFrame::Error { code: self.code.into(), message: self.message, client_id: Some(client_id) }
+    }
+}
+
 /// What a `send` must be before it reaches the store: a UUID `client_id` and a body with some
 /// text, at most `max_bytes` long. Pure, so the protocol fuzz targets (`fuzz/`) check it too.
 pub fn check_send(client_id: &str, body: &str, max_bytes: usize) -> ApiResult<()> {
@@ -225,8 +232,7 @@ pub async fn send(
     let after = state.clone();
     let done = move |outcome: ApiResult<SendOutcome>| {
         if let Err(err) = after_send(&after, user_id, origin, outcome) {
-            let frame = ServerFrame::Error { code: err.code.into(), message: err.message, client_id: Some(client_id) };
-            after.relay.deliver_to(user_id, origin, Outbound::frame(frame));
+            after.relay.deliver_to(user_id, origin, Outbound::frame(err.frame(client_id)));
         }
         drop(in_flight);
     };

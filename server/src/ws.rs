@@ -494,18 +494,17 @@ impl Receiver {
         }
     }
 
-    async fn send(&mut self, chat_id: i64, client_id: String, body: String) {
-        let permit = self.sends_in_flight.clone().acquire_owned().await.expect("the semaphore is never closed");
-        let result =
-            chats::send(&self.state, self.user_id, self.conn_id, chat_id, client_id.clone(), body, permit).await;
-        if let Err(err) = result {
-            self.reply(ServerFrame::Error { code: err.code.into(), message: err.message, client_id: Some(client_id) });
-        }
-    }
-
     async fn handle(&mut self, frame: ClientFrame) {
         match frame {
-            ClientFrame::Send { chat_id, client_id, body } => self.send(chat_id, client_id, body).await,
+            ClientFrame::Send { chat_id, client_id, body } => {
+                let permit = self.sends_in_flight.clone().acquire_owned().await.expect("the semaphore is never closed");
+                let result =
+                    chats::send(&self.state, self.user_id, self.conn_id, chat_id, client_id.clone(), body, permit)
+                        .await;
+                if let Err(err) = result {
+                    self.reply(err.frame(client_id));
+                }
+            }
             ClientFrame::Read { chat_id, up_to } => {
                 let result = chats::mark_read(&self.state, self.user_id, chat_id, up_to).await;
                 self.reply_error(result);

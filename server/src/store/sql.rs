@@ -227,7 +227,6 @@ macro_rules! impl_store {
                 }
                 Ok(outcomes.into_iter().map(|o| o.expect("every message has an outcome")).collect())
             }
-
         }
 
         #[async_trait::async_trait]
