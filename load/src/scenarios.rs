@@ -109,6 +109,8 @@ async fn throughput(
         let chat = chats[pair];
         // Paced senders start spread over one interval, not all at once.
         let first_due = started + interval.map_or(Duration::ZERO, |i| i.mul_f64(pair as f64 / pairs as f64));
+        // When message `n` of this sender is due, if paced.
+        let due = move |n: usize| interval.map(|i| first_due + i * n as u32);
         senders.push(tokio::spawn(async move {
             let mut acked = 0usize;
             let mut sent = 0usize;
@@ -116,7 +118,7 @@ async fn throughput(
                 // Keep up to `window` messages unacknowledged; paced, only those already due.
                 let mut queued = false;
                 while sent < messages && sent - acked < window {
-                    let due = interval.map(|i| first_due + i * sent as u32);
+                    let due = due(sent);
                     if due.is_some_and(|due| due > Instant::now()) {
                         break;
                     }
@@ -130,9 +132,8 @@ async fn throughput(
                 if queued {
                     socket.flush().await?;
                 }
-                let next_due = interval
-                    .filter(|_| sent < messages && sent - acked < window)
-                    .map(|i| tokio::time::Instant::from_std(first_due + i * sent as u32));
+                let next_due =
+                    due(sent).filter(|_| sent < messages && sent - acked < window).map(tokio::time::Instant::from_std);
                 let frame = match next_due {
                     Some(due) => tokio::select! {
                         frame = socket.next_within(Duration::from_secs(30)) => frame?,

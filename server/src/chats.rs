@@ -240,8 +240,8 @@ pub async fn send(
     Ok(())
 }
 
-/// What follows a stored (or refused) message; runs on the writer task, so anything that must
-/// wait for the store is spawned.
+/// What follows a stored (or refused) message; runs on the writer's completer task, so anything
+/// that must wait for the store is spawned.
 fn after_send(
     state: &AppState,
     user_id: i64,

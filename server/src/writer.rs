@@ -5,10 +5,11 @@
 //! There is no waiting for a batch to fill: while one commit runs, new messages queue, and the
 //! next commit takes all of them. At low load a batch is one message; under load, many.
 //!
-//! A message's fate is handed to its [`Completion`] on the writer task, in queue order, right
-//! after its batch committed or failed: the sender of many messages in a row need not wait for
-//! each (a socket keeps reading while its messages commit), and what follows a commit (acks and
-//! deliveries) happens in commit order, without a task switch per message.
+//! A message's fate is handed to its [`Completion`] in queue order, right after its batch committed
+//! or failed, on the writer's completer task (so the writer is already storing the next batch):
+//! the sender of many messages in a row need not wait for each (a socket keeps reading while its
+//! messages commit), and what follows a commit (acks and deliveries) happens in commit order,
+//! without a task switch per message.
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
@@ -18,8 +19,8 @@ use crate::{
     store::{NewMessage, SendOutcome, Store},
 };
 
-/// Told the outcome of one message once it is known. It runs on the writer task, so it must be
-/// quick and must not block: queue frames, spawn anything slow.
+/// Told the outcome of one message once it is known. It runs on the writer's completer task, one
+/// after another, so it must be quick and must not block: queue frames, spawn anything slow.
 pub type Completion = Box<dyn FnOnce(Result<SendOutcome, ApiError>) + Send>;
 
 struct Job {
