@@ -1,12 +1,10 @@
 //! The production backend: PostgreSQL.
-use std::str::FromStr;
+use std::{collections::HashMap, str::FromStr};
 
 use sqlx::{
     postgres::{PgConnectOptions, PgPoolOptions},
     PgPool, Postgres,
 };
-
-use std::collections::HashMap;
 
 use super::{
     sql::{batch_members_select, chat_query, impl_store, BatchMember, NewEvent},

@@ -1,14 +1,10 @@
 //! The embedded default: one SQLite file, so one command runs Parley anywhere.
-use std::{str::FromStr, time::Duration};
+use std::{collections::HashMap, str::FromStr, time::Duration};
 
 use sqlx::{
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
-    Connection, Sqlite, SqliteConnection, SqlitePool,
+    Connection, QueryBuilder, Sqlite, SqliteConnection, SqlitePool,
 };
-
-use std::collections::HashMap;
-
-use sqlx::QueryBuilder;
 
 use super::{
     sql::{batch_members_select, chat_query, impl_store, BatchMember, NewEvent},
