@@ -6,9 +6,9 @@
 # with THROUGHPUT_ARGS, CONNECTIONS, SOURCE_IPS. PERF=1 records a profile of the (first) server
 # during each scenario into <target>/bench/<backend>-<scenario>.perf (`perf report -i …`);
 # KEEP_DB=1 keeps the PostgreSQL database for a look afterwards. The server's /metrics after each
-# scenario go to <target>/bench/<backend>-<scenario>.metrics. NODES=2 (postgres only) starts that many nodes on
-# one database and one Redis (BENCH_REDIS_URL, default redis://127.0.0.1:6379, under a key prefix
-# of the run's own); REDIS=1 puts a single node on Redis too. Results are then named
+# scenario go to <target>/bench/<backend>-<scenario>.metrics. NODES=2 (postgres only) starts that
+# many nodes on one database and one Redis (BENCH_REDIS_URL, default redis://127.0.0.1:6379, under
+# a key prefix of the run's own); REDIS=1 puts a single node on Redis too. Results are then named
 # <backend>-redis-<N>node-<scenario>.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -89,10 +89,10 @@ load() {
         perf record -q -F 999 -g -p "$server_pid" -o "$out/$tag-$name.perf" 2>/dev/null &
         perf_pid=$!
     fi
-    # shellcheck disable=SC2046
     local server_cpu database_cpu started_ns server_written
     server_written=$(awk '/^wchar/ {print $2}' "/proc/$server_pid/io")
     server_cpu=$(cpu_secs "${server_pids[@]}")
+    # shellcheck disable=SC2046
     database_cpu=$(cpu_secs $(database_pids))
     started_ns=$(date +%s%N)
     local TIMEFORMAT="load generator: %U s user + %S s system CPU"
