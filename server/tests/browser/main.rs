@@ -39,6 +39,11 @@ async fn post_json(server: &ServerProcess, path: &str, body: serde_json::Value) 
     response.json().await.unwrap()
 }
 
+/// `GET path` with a bearer token.
+async fn get(server: &ServerProcess, path: &str, token: &str) -> reqwest::Response {
+    reqwest::Client::new().get(format!("{}{path}", server.url())).bearer_auth(token).send().await.unwrap()
+}
+
 /// An account made through the API, for the third person of the story.
 async fn sign_up_by_api(server: &ServerProcess, smtp: &SmtpSink, email: &str, name: &str) -> String {
     let signup = serde_json::json!({"email": email, "password": PASSWORD, "display_name": name});
@@ -219,15 +224,7 @@ async fn the_seed_walkthrough_in_two_browsers() {
     bo.shot("received-once").await;
 
     // Cy exists only for the story; the chat with Bo reached Cy's account as well.
-    let cy_chats: serde_json::Value = reqwest::Client::new()
-        .get(format!("{}/api/v1/chats", server.url()))
-        .bearer_auth(&cy_token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let cy_chats: serde_json::Value = get(&server, "/api/v1/chats", &cy_token).await.json().await.unwrap();
     assert_eq!(cy_chats["chats"][0]["friend"]["email"], "bo@example.org");
 
     // A long history: the newest page first, older ones as Bo scrolls up.
@@ -300,15 +297,7 @@ async fn settings_rename_and_end_other_sessions() {
     // Presence can be hidden from everyone, at once.
     ada.click("#settings-hide-presence").await;
     ada.until_text("#privacy-outcome", "Hidden.").await;
-    let privacy: serde_json::Value = reqwest::Client::new()
-        .get(format!("{}/api/v1/me/privacy", server.url()))
-        .bearer_auth(&other_device)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let privacy: serde_json::Value = get(&server, "/api/v1/me/privacy", &other_device).await.json().await.unwrap();
     assert_eq!(privacy["hide_presence"], true);
     ada.shot("presence-hidden").await;
 
@@ -328,12 +317,7 @@ async fn settings_rename_and_end_other_sessions() {
     .await
     .expect("the other device's socket closes within 5 s");
     assert_eq!(closed, Some(parley_common::ws::close::SESSION_ENDED));
-    let me = reqwest::Client::new()
-        .get(format!("{}/api/v1/me", server.url()))
-        .bearer_auth(&other_device)
-        .send()
-        .await
-        .unwrap();
+    let me = get(&server, "/api/v1/me", &other_device).await;
     assert_eq!(me.status(), reqwest::StatusCode::UNAUTHORIZED, "the other session is dead");
 
     ada.click("#settings-back").await;
@@ -370,12 +354,7 @@ async fn a_forgotten_password_is_reset_with_a_mailed_code() {
     ada.click("#reset-submit").await;
     ada.find("#no-chats").await;
     ada.shot("logged-in-with-new-password").await;
-    let me = reqwest::Client::new()
-        .get(format!("{}/api/v1/me", server.url()))
-        .bearer_auth(&old_session)
-        .send()
-        .await
-        .unwrap();
+    let me = get(&server, "/api/v1/me", &old_session).await;
     assert_eq!(me.status(), reqwest::StatusCode::UNAUTHORIZED, "the session from before the reset is dead");
 
     ada.click("#logout").await;
@@ -477,11 +456,8 @@ async fn exporting_and_deleting_an_account_from_settings() {
     ada.until("the notice", || async { ada.text("body").await.contains("Your account was deleted") }).await;
     ada.shot("deleted").await;
 
-    let get = |path: &str, token: &str| {
-        reqwest::Client::new().get(format!("{}{path}", server.url())).bearer_auth(token.to_string()).send()
-    };
-    assert_eq!(get("/api/v1/me", &ada_token).await.unwrap().status(), reqwest::StatusCode::UNAUTHORIZED);
-    let bos: serde_json::Value = get("/api/v1/chats", &bo_token).await.unwrap().json().await.unwrap();
+    assert_eq!(get(&server, "/api/v1/me", &ada_token).await.status(), reqwest::StatusCode::UNAUTHORIZED);
+    let bos: serde_json::Value = get(&server, "/api/v1/chats", &bo_token).await.json().await.unwrap();
     assert_eq!(bos["chats"][0]["friend"]["display_name"], "Deleted user");
     assert_eq!(bos["chats"][0]["last_message"]["body"], "note 1", "her messages stay with Bo");
     ada.close().await;
