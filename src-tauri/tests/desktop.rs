@@ -68,7 +68,7 @@ async fn the_app_logs_in_chats_and_keeps_working_from_its_cache_when_the_server_
     server.stop();
     app.find("#connection-banner").await;
     app.shot("server-gone").await;
-    app.close().await;
+    app.close().await.expect("the WebDriver session ends");
     desktop.until_app_exited().await;
 
     // Second run, offline: everything from the cache; a message written now waits as pending.
@@ -95,7 +95,7 @@ async fn the_app_logs_in_chats_and_keeps_working_from_its_cache_when_the_server_
     app.shot("sent-after-reconnect").await;
     let bodies = server.history(&bo, chat_id).await;
     assert_eq!(bodies, vec![HELLO.to_string(), OFFLINE.to_string()], "Bo's chat holds each message once");
-    app.close().await;
+    app.close().await.expect("the WebDriver session ends");
     desktop.until_app_exited().await;
     drop(desktop);
     let _ = std::fs::remove_dir_all(&data_dir);

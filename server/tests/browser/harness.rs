@@ -6,8 +6,9 @@ use std::{
     time::Duration,
 };
 
-use fantoccini::{elements::Element, wd::Capabilities, Client, ClientBuilder, Locator};
+use fantoccini::{wd::Capabilities, ClientBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
+use parley_webdriver::Page;
 
 pub const WAIT: Duration = Duration::from_secs(15);
 
@@ -71,7 +72,7 @@ impl Driver {
             .connect(&format!("http://127.0.0.1:{}", self.port))
             .await
             .expect("a Chromium session");
-        Browser { client, name: name.into(), profile, shots: 0 }
+        Browser { page: Page::new(client, name, WAIT, screenshot_dir()), profile }
     }
 }
 
@@ -82,86 +83,29 @@ impl Drop for Driver {
     }
 }
 
+/// A Chromium with its own profile; the page's helpers through `Deref`.
 pub struct Browser {
-    pub client: Client,
-    name: String,
+    page: Page,
     profile: PathBuf,
-    shots: u32,
+}
+
+impl std::ops::Deref for Browser {
+    type Target = Page;
+
+    fn deref(&self) -> &Page {
+        &self.page
+    }
+}
+
+impl std::ops::DerefMut for Browser {
+    fn deref_mut(&mut self) -> &mut Page {
+        &mut self.page
+    }
 }
 
 impl Browser {
-    pub async fn goto(&self, url: &str) {
-        self.client.goto(url).await.unwrap();
-    }
-
-    pub async fn find(&self, css: &str) -> Element {
-        self.client
-            .wait()
-            .at_most(WAIT)
-            .for_element(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("{}: no {css}: {e}", self.name))
-    }
-
-    pub async fn fill(&self, css: &str, text: &str) {
-        let input = self.find(css).await;
-        input.clear().await.unwrap();
-        input.send_keys(text).await.unwrap();
-    }
-
-    pub async fn click(&self, css: &str) {
-        self.find(css).await.click().await.unwrap_or_else(|e| panic!("{}: click {css}: {e}", self.name));
-    }
-
-    /// Text of the first element matching `css`, or "" if there is none.
-    pub async fn text(&self, css: &str) -> String {
-        match self.client.find(Locator::Css(css)).await {
-            Ok(element) => element.text().await.unwrap_or_default(),
-            Err(_) => String::new(),
-        }
-    }
-
-    pub async fn count(&self, css: &str) -> usize {
-        self.client.find_all(Locator::Css(css)).await.map(|v| v.len()).unwrap_or(0)
-    }
-
-    /// Waits until `check` holds, re-reading the page.
-    pub async fn until<F, Fut>(&self, what: &str, mut check: F)
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = bool>,
-    {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        while tokio::time::Instant::now() < deadline {
-            if check().await {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        self.screenshot(&format!("FAILED-{}", what.replace(' ', "-"))).await;
-        panic!("{}: timed out waiting for: {what}", self.name);
-    }
-
-    pub async fn until_text(&self, css: &str, expected: &str) {
-        let what = format!("{css} to contain {expected:?}");
-        self.until(&what, || async { self.text(css).await.contains(expected) }).await;
-    }
-
-    /// Saves `<target>/e2e-screenshots/<browser>-<n>-<step>.png`.
-    pub async fn screenshot(&self, step: &str) {
-        let png = self.client.screenshot().await.unwrap();
-        let n = self.shots;
-        let path = screenshot_dir().join(format!("{}-{n:02}-{step}.png", self.name));
-        std::fs::write(path, png).unwrap();
-    }
-
-    pub async fn shot(&mut self, step: &str) {
-        self.shots += 1;
-        self.screenshot(step).await;
-    }
-
     pub async fn close(self) {
-        let _ = self.client.close().await;
+        let _ = self.page.close().await;
         let _ = std::fs::remove_dir_all(&self.profile);
     }
 }

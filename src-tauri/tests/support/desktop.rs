@@ -11,8 +11,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use fantoccini::{elements::Element, wd::Capabilities, Client, ClientBuilder, Locator};
+use fantoccini::{wd::Capabilities, ClientBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
+use parley_webdriver::Page;
 
 use super::{screenshot_dir, temp_dir};
 
@@ -162,7 +163,7 @@ exec "$2" --port "$3" --native-port "$4""#;
             .connect(&format!("http://127.0.0.1:{}", self.port))
             .await
             .expect("a WebDriver session with the app");
-        App { client, name: name.into(), shots: 0 }
+        Page::new(client, name, WAIT, screenshot_dir())
     }
 
     /// A program on the virtual display.
@@ -257,80 +258,5 @@ impl Drop for Desktop {
     }
 }
 
-/// One run of the app, driven over WebDriver.
-pub struct App {
-    client: Client,
-    name: String,
-    shots: u32,
-}
-
-impl App {
-    pub async fn find(&self, css: &str) -> Element {
-        match self.client.wait().at_most(WAIT).for_element(Locator::Css(css)).await {
-            Ok(element) => element,
-            Err(error) => {
-                self.screenshot(&format!("FAILED-find-{}", css.replace(|c: char| !c.is_alphanumeric(), "_"))).await;
-                panic!("{}: no {css}: {error}", self.name);
-            }
-        }
-    }
-
-    pub async fn fill(&self, css: &str, text: &str) {
-        let input = self.find(css).await;
-        input.clear().await.unwrap();
-        input.send_keys(text).await.unwrap();
-    }
-
-    pub async fn click(&self, css: &str) {
-        self.find(css).await.click().await.unwrap_or_else(|e| panic!("{}: click {css}: {e}", self.name));
-    }
-
-    /// Text of the first element matching `css`, or "" if there is none.
-    pub async fn text(&self, css: &str) -> String {
-        match self.client.find(Locator::Css(css)).await {
-            Ok(element) => element.text().await.unwrap_or_default(),
-            Err(_) => String::new(),
-        }
-    }
-
-    pub async fn count(&self, css: &str) -> usize {
-        self.client.find_all(Locator::Css(css)).await.map(|found| found.len()).unwrap_or(0)
-    }
-
-    pub async fn until<F, Fut>(&self, what: &str, check: F)
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = bool>,
-    {
-        if !wait_until(check).await {
-            self.screenshot(&format!("FAILED-{}", what.replace(' ', "-"))).await;
-            panic!("{}: timed out waiting for {what}", self.name);
-        }
-    }
-
-    pub async fn until_text(&self, css: &str, expected: &str) {
-        let what = format!("{css} to contain {expected:?}");
-        self.until(&what, || async { self.text(css).await.contains(expected) }).await;
-    }
-
-    async fn screenshot(&self, step: &str) {
-        match self.client.screenshot().await {
-            Ok(png) => {
-                let path = screenshot_dir().join(format!("{}-{:02}-{step}.png", self.name, self.shots));
-                std::fs::write(path, png).expect("screenshot written");
-            }
-            Err(error) => eprintln!("{}: no screenshot: {error}", self.name),
-        }
-    }
-
-    /// Saves the webview: `<target>/desktop-screenshots/<run>-<n>-<step>.png`.
-    pub async fn shot(&mut self, step: &str) {
-        self.shots += 1;
-        self.screenshot(step).await;
-    }
-
-    /// Ends the WebDriver session, which closes the app.
-    pub async fn close(self) {
-        self.client.close().await.expect("the WebDriver session ends");
-    }
-}
+/// One run of the app, driven over WebDriver (closing it closes the app).
+pub type App = Page;
