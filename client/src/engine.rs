@@ -269,10 +269,12 @@ impl<'a> Connection<'a> {
                     Op::Transmit(frame) => self.outgoing.push(frame_text(&frame)),
                     Op::Emit(event) => self.shared.emit(event),
                     Op::CaughtUp => {
-                        self.shared.set_connection(ConnectionState::Online);
                         let view = self.shared.cache.caught_up_view().await?;
                         next.extend(self.planner.caught_up(view));
                         self.refresh_chats().await;
+                        // Online once the loop is free again: until the list is refreshed, a
+                        // message written now would wait for that request, not go out at once.
+                        self.shared.set_connection(ConnectionState::Online);
                     }
                     Op::RetryOutboxLater => {
                         retry_outbox.get_or_insert_with(|| Box::pin(tokio::time::sleep(RETRY_OUTBOX_AFTER)));
