@@ -3,16 +3,18 @@
 //! through `sync` (or a [`Outbound::CatchUp`]). Two implementations: [`LocalRelay`] for one
 //! process, and `cluster::RedisRelay` for several nodes sharing a Redis.
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{HashMap, HashSet, VecDeque},
+    future::poll_fn,
     sync::{
-        atomic::{AtomicBool, AtomicI64, AtomicU16, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicI64, AtomicU16, AtomicU64, AtomicUsize, Ordering},
         Arc, Mutex, MutexGuard,
     },
+    task::{Poll, Waker},
 };
 
 use async_trait::async_trait;
 use parley_common::{Event, ServerFrame};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 
 pub type ConnId = u64;
 
@@ -75,13 +77,157 @@ impl Kick {
 pub struct ConnHandle {
     pub id: ConnId,
     pub session_id: i64,
-    pub queue: mpsc::Sender<Outbound>,
+    pub queue: QueueSender<Outbound>,
     pub kick: Arc<Kick>,
     /// A `CatchUp` is queued and not yet begun: one is enough, however many are asked for.
     pub catch_up_queued: Arc<AtomicBool>,
     /// The newest position of the user's stream sent on this connection (kept by its send side),
     /// so that a cluster node can notice connections that fell behind the store.
     pub delivered: Arc<AtomicI64>,
+}
+
+/// A connection's queue: bounded, one receiver (the connection's send side), any number of
+/// senders. Tokio's channel allocates a block of 32 slots and a cache-padded header when it is
+/// made, ~1.5 KiB for every connection however idle; this one holds no buffer while it is empty
+/// (memory per idle connection, docs/BENCHMARKS.md).
+pub fn queue<T>(capacity: usize) -> (QueueSender<T>, QueueReceiver<T>) {
+    let shared = Arc::new(QueueShared {
+        state: Mutex::new(QueueState { items: VecDeque::new(), waiting: None, receiver_gone: false }),
+        capacity: capacity.max(1),
+        senders: AtomicUsize::new(1),
+    });
+    (QueueSender { shared: shared.clone() }, QueueReceiver { shared })
+}
+
+/// Past this many slots, a queue that empties gives its buffer back: a burst does not leave an
+/// idle connection holding what it needed then.
+const QUEUE_KEEP_SLOTS: usize = 64;
+
+struct QueueShared<T> {
+    state: Mutex<QueueState<T>>,
+    capacity: usize,
+    senders: AtomicUsize,
+}
+
+struct QueueState<T> {
+    items: VecDeque<T>,
+    /// The receiver, when it found the queue empty.
+    waiting: Option<Waker>,
+    receiver_gone: bool,
+}
+
+impl<T> QueueShared<T> {
+    fn lock(&self) -> MutexGuard<'_, QueueState<T>> {
+        self.state.lock().expect("queue lock")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueError {
+    /// The queue holds its capacity: the connection is not keeping up.
+    Full,
+    /// The connection's send side is gone.
+    Closed,
+}
+
+pub struct QueueSender<T> {
+    shared: Arc<QueueShared<T>>,
+}
+
+impl<T> QueueSender<T> {
+    /// Queues `item` unless the queue is full or its receiver gone; never waits.
+    pub fn try_send(&self, item: T) -> Result<(), QueueError> {
+        let waiting = {
+            let mut state = self.shared.lock();
+            if state.receiver_gone {
+                return Err(QueueError::Closed);
+            }
+            if state.items.len() >= self.shared.capacity {
+                return Err(QueueError::Full);
+            }
+            state.items.push_back(item);
+            state.waiting.take()
+        };
+        if let Some(waker) = waiting {
+            waker.wake();
+        }
+        Ok(())
+    }
+}
+
+impl<T> Clone for QueueSender<T> {
+    fn clone(&self) -> Self {
+        self.shared.senders.fetch_add(1, Ordering::Relaxed);
+        Self { shared: self.shared.clone() }
+    }
+}
+
+impl<T> Drop for QueueSender<T> {
+    fn drop(&mut self) {
+        if self.shared.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // The last one: a waiting receiver learns that nothing more will come.
+            let waiting = self.shared.lock().waiting.take();
+            if let Some(waker) = waiting {
+                waker.wake();
+            }
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for QueueSender<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueueSender").field("capacity", &self.shared.capacity).finish_non_exhaustive()
+    }
+}
+
+pub struct QueueReceiver<T> {
+    shared: Arc<QueueShared<T>>,
+}
+
+impl<T> QueueReceiver<T> {
+    /// The next item; `None` once the queue is empty and every sender gone. Cancel-safe: an item
+    /// is taken only when it is returned.
+    pub async fn recv(&mut self) -> Option<T> {
+        poll_fn(|cx| {
+            let mut state = self.shared.lock();
+            if let Some(item) = Self::pop(&mut state) {
+                return Poll::Ready(Some(item));
+            }
+            if self.shared.senders.load(Ordering::Acquire) == 0 {
+                return Poll::Ready(None);
+            }
+            match &mut state.waiting {
+                Some(waker) => waker.clone_from(cx.waker()),
+                none => *none = Some(cx.waker().clone()),
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// The next item if one is queued.
+    pub fn try_recv(&mut self) -> Option<T> {
+        Self::pop(&mut self.shared.lock())
+    }
+
+    fn pop(state: &mut QueueState<T>) -> Option<T> {
+        let item = state.items.pop_front()?;
+        if state.items.is_empty() && state.items.capacity() > QUEUE_KEEP_SLOTS {
+            state.items = VecDeque::new();
+        }
+        Some(item)
+    }
+}
+
+impl<T> Drop for QueueReceiver<T> {
+    fn drop(&mut self) {
+        let items = {
+            let mut state = self.shared.lock();
+            state.receiver_gone = true;
+            std::mem::take(&mut state.items)
+        };
+        drop(items);
+    }
 }
 
 pub fn next_conn_id() -> ConnId {
@@ -241,12 +387,12 @@ impl LocalRelay {
             }
             match conn.queue.try_send(item.clone()) {
                 Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(_)) => {
+                Err(QueueError::Full) => {
                     tracing::info!(conn = conn.id, "connection cannot keep up; closing it");
                     conn.kick.kick(parley_common::ws::close::TOO_SLOW);
                 }
                 // The connection is closing; it unregisters itself.
-                Err(mpsc::error::TrySendError::Closed(_)) => {}
+                Err(QueueError::Closed) => {}
             }
         }
     }
@@ -256,8 +402,8 @@ impl LocalRelay {
 mod tests {
     use super::*;
 
-    fn conn(id: ConnId, capacity: usize) -> (ConnHandle, mpsc::Receiver<Outbound>) {
-        let (queue, rx) = mpsc::channel(capacity);
+    fn conn(id: ConnId, capacity: usize) -> (ConnHandle, QueueReceiver<Outbound>) {
+        let (queue, rx) = super::queue(capacity);
         let conn = ConnHandle {
             id,
             session_id: 1,
@@ -293,8 +439,8 @@ mod tests {
         relay.register(7, a).await;
         relay.register(7, b).await;
         relay.deliver(7, Outbound::frame(ServerFrame::Pong), Some(1));
-        assert!(ra.try_recv().is_err());
-        assert!(matches!(rb.try_recv(), Ok(Outbound::Frame(f)) if *f == ServerFrame::Pong));
+        assert!(ra.try_recv().is_none());
+        assert!(matches!(rb.try_recv(), Some(Outbound::Frame(f)) if *f == ServerFrame::Pong));
         relay.deliver(7, Outbound::frame(ServerFrame::Pong), None);
         relay.deliver(7, Outbound::frame(ServerFrame::Pong), None);
         assert_eq!(kick_b.kicked().await, parley_common::ws::close::TOO_SLOW);
@@ -309,10 +455,42 @@ mod tests {
         for _ in 0..5 {
             relay.catch_up(7);
         }
-        assert!(matches!(ra.try_recv(), Ok(Outbound::CatchUp)));
-        assert!(ra.try_recv().is_err(), "one queued catch-up stands for all five");
+        assert!(matches!(ra.try_recv(), Some(Outbound::CatchUp)));
+        assert!(ra.try_recv().is_none(), "one queued catch-up stands for all five");
         flag.store(false, Ordering::SeqCst);
         relay.catch_up(7);
-        assert!(matches!(ra.try_recv(), Ok(Outbound::CatchUp)), "a new one once the first began");
+        assert!(matches!(ra.try_recv(), Some(Outbound::CatchUp)), "a new one once the first began");
+    }
+
+    #[tokio::test]
+    async fn a_queue_keeps_order_refuses_past_its_capacity_and_ends_with_its_senders() {
+        let (tx, mut rx) = super::queue::<u32>(2);
+        let tx2 = tx.clone();
+        assert_eq!(tx.try_send(1), Ok(()));
+        assert_eq!(tx2.try_send(2), Ok(()));
+        assert_eq!(tx.try_send(3), Err(QueueError::Full));
+        assert_eq!(rx.recv().await, Some(1));
+        assert_eq!(rx.try_recv(), Some(2));
+        assert_eq!(rx.try_recv(), None);
+        // A receiver waiting on an empty queue wakes for an item, then for the last sender going.
+        let waiting = tokio::spawn(async move { (rx.recv().await, rx.recv().await) });
+        tokio::task::yield_now().await;
+        tx.try_send(4).unwrap();
+        drop(tx);
+        tokio::task::yield_now().await;
+        drop(tx2);
+        assert_eq!(waiting.await.unwrap(), (Some(4), None));
+    }
+
+    #[test]
+    fn a_queue_without_its_receiver_refuses_and_an_emptied_one_gives_back_a_large_buffer() {
+        let (tx, mut rx) = super::queue::<u32>(1000);
+        for n in 0..200 {
+            tx.try_send(n).unwrap();
+        }
+        while rx.try_recv().is_some() {}
+        assert_eq!(rx.shared.lock().items.capacity(), 0);
+        drop(rx);
+        assert_eq!(tx.try_send(1), Err(QueueError::Closed));
     }
 }

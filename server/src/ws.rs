@@ -25,14 +25,14 @@ use futures_util::{
 };
 use governor::{DefaultDirectRateLimiter, Quota};
 use parley_common::{ws::close, ClientFrame, Event, ServerFrame};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::Semaphore;
 
 use crate::{
     accounts::user_view,
     chats::{self, cursor_string, parse_cursor},
     clock::now_millis,
     error::{ApiError, ApiResult},
-    relay::{next_conn_id, ConnHandle, ConnId, Kick, Outbound},
+    relay::{self, next_conn_id, ConnHandle, ConnId, Kick, Outbound, QueueError, QueueReceiver, QueueSender},
     state::{origin_allowed, AppState, Session},
     store::UserRecord,
 };
@@ -128,7 +128,7 @@ fn run(
 struct Open {
     sender: Sender,
     receiver: Receiver,
-    queue_rx: mpsc::Receiver<Outbound>,
+    queue_rx: QueueReceiver<Outbound>,
     kick: Arc<Kick>,
     last_heard: Arc<AtomicI64>,
 }
@@ -137,7 +137,7 @@ struct Open {
 /// connection is registered all the same: [`close`] follows either way).
 async fn open(state: AppState, session: Session, user: UserRecord, socket: WebSocket, conn_id: ConnId) -> Option<Open> {
     let (mut sink, stream) = socket.split();
-    let (queue, queue_rx) = mpsc::channel(state.config.ws_queue_len.max(1));
+    let (queue, queue_rx) = relay::queue(state.config.ws_queue_len);
     let kick = Arc::new(Kick::default());
     let catch_up_queued = Arc::new(AtomicBool::new(false));
     let delivered = Arc::new(AtomicI64::new(0));
@@ -256,7 +256,7 @@ struct Sender {
 }
 
 impl Sender {
-    async fn run(mut self, mut queue: mpsc::Receiver<Outbound>, kick: Arc<Kick>, last_heard: Arc<AtomicI64>) {
+    async fn run(mut self, mut queue: QueueReceiver<Outbound>, kick: Arc<Kick>, last_heard: Arc<AtomicI64>) {
         let ping_every = Duration::from_secs(self.state.config.ws_ping_secs.max(1));
         let idle_limit_ms = self.state.config.ws_idle_timeout_secs as i64 * 1000;
         let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
@@ -300,7 +300,7 @@ impl Sender {
     async fn step(
         &mut self,
         step: Step,
-        queue: &mut mpsc::Receiver<Outbound>,
+        queue: &mut QueueReceiver<Outbound>,
         last_heard: &AtomicI64,
         idle_limit_ms: i64,
     ) -> Result<Option<u16>, SendFailure> {
@@ -309,8 +309,8 @@ impl Sender {
                 self.forward(item).await?;
                 for _ in 1..MAX_FRAMES_PER_FLUSH {
                     match queue.try_recv() {
-                        Ok(item) => self.forward(item).await?,
-                        Err(_) => break,
+                        Some(item) => self.forward(item).await?,
+                        None => break,
                     }
                 }
                 self.sink.flush().await.map_err(|_| SendFailure::Socket)?;
@@ -449,7 +449,7 @@ struct Receiver {
     conn_id: ConnId,
     user_id: i64,
     stream: SplitStream<WebSocket>,
-    queue: mpsc::Sender<Outbound>,
+    queue: QueueSender<Outbound>,
     kick: Arc<Kick>,
     last_heard: Arc<AtomicI64>,
     frames: DefaultDirectRateLimiter,
@@ -548,7 +548,7 @@ impl Receiver {
 
     /// Queues a reply for this connection; one that cannot keep up with its own replies is closed.
     fn reply(&self, frame: ServerFrame) {
-        if let Err(mpsc::error::TrySendError::Full(_)) = self.queue.try_send(Outbound::frame(frame)) {
+        if let Err(QueueError::Full) = self.queue.try_send(Outbound::frame(frame)) {
             self.kick.kick(close::TOO_SLOW);
         }
     }
