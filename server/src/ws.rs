@@ -84,13 +84,20 @@ pub async fn upgrade(
         .max_frame_size(max_frame)
         .read_buffer_size(READ_BUFFER_BYTES)
         .write_buffer_size(WRITE_BUFFER_BYTES)
-        .on_upgrade(move |socket| run(state, session, user, socket)))
+        .on_upgrade(move |socket| {
+            // A task of the connection's own: axum's upgrade task would keep, for as long as the
+            // connection lives, the callback's captures and room for its largest state (the
+            // handshake's) next to the connection's future, ~1.3 KiB in all.
+            tokio::spawn(run(state, session, user, socket));
+            std::future::ready(())
+        }))
 }
 
 /// The connection's task. Not an `async fn`: its arguments (the socket among them) would stay in
 /// the future for as long as the connection lives. Opening and closing are boxed, and so are the
-/// two sides: what stays in the task while the connection is open is a few pointers, not the
-/// largest of every state it passes through (memory per idle connection, docs/BENCHMARKS.md).
+/// two sides and the closing timeouts: what stays in the task while the connection is open is a
+/// few pointers, not the largest of every state it passes through (memory per idle connection,
+/// docs/BENCHMARKS.md).
 fn run(
     state: AppState,
     session: Session,
@@ -101,22 +108,22 @@ fn run(
     let conn_id = next_conn_id();
     let opening = Box::pin(open(state.clone(), session, user, socket, conn_id));
     async move {
-        if let Some(open) = opening.await {
-            let Open { sender, receiver, queue_rx, kick, last_heard } = open;
-            let mut send = Box::pin(sender.run(queue_rx, kick.clone(), last_heard));
-            let mut receive = Box::pin(receiver.run());
+        // Started out of the match: a value matched on keeps its room in the future until the
+        // match ends, and `Open` is large.
+        let sides = opening.await.map(Open::start);
+        if let Some((mut send, mut receive, kick)) = sides {
             tokio::select! {
                 // The send side closed the connection (a kick, a timeout): read on briefly so the
                 // peer's close reply is taken, not answered with a reset that could cost it the
                 // close frame and its reason.
                 () = &mut send => {
-                    let _ = tokio::time::timeout(Duration::from_secs(1), receive).await;
+                    let _ = Box::pin(tokio::time::timeout(Duration::from_secs(1), receive)).await;
                 }
                 // The peer closed or vanished: the send side answers a close with one of its own
                 // (or with the reason it was kicked for), if the socket still takes it.
                 () = &mut receive => {
                     kick.kick(NORMAL_CLOSE);
-                    let _ = tokio::time::timeout(Duration::from_secs(1), send).await;
+                    let _ = Box::pin(tokio::time::timeout(Duration::from_secs(1), send)).await;
                 }
             }
         }
@@ -131,6 +138,16 @@ struct Open {
     queue_rx: QueueReceiver<Outbound>,
     kick: Arc<Kick>,
     last_heard: Arc<AtomicI64>,
+}
+
+type Side = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+impl Open {
+    /// The two sides, each boxed at its own size, and the connection's kick.
+    fn start(self) -> (Side, Side, Arc<Kick>) {
+        let Open { sender, receiver, queue_rx, kick, last_heard } = self;
+        (Box::pin(sender.run(queue_rx, kick.clone(), last_heard)), Box::pin(receiver.run()), kick)
+    }
 }
 
 /// Registers the connection with the relay and greets it; `None` if the greeting failed (the
