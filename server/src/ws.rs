@@ -4,6 +4,7 @@
 use std::{
     collections::HashMap,
     num::NonZeroU32,
+    ops::ControlFlow,
     sync::{
         atomic::{AtomicBool, AtomicI64, Ordering},
         Arc,
@@ -273,35 +274,50 @@ struct Sender {
 }
 
 impl Sender {
-    async fn run(mut self, mut queue: QueueReceiver<Outbound>, kick: Arc<Kick>, last_heard: Arc<AtomicI64>) {
+    /// Not an `async fn`, which would keep its arguments twice (as arguments and as locals). The
+    /// future is as large as its largest state, and every connection keeps it for its whole life:
+    /// what is larger than waiting (a step, the goodbye) is boxed.
+    fn run(
+        mut self,
+        mut queue: QueueReceiver<Outbound>,
+        kick: Arc<Kick>,
+        last_heard: Arc<AtomicI64>,
+    ) -> impl std::future::Future<Output = ()> + Send {
         let ping_every = Duration::from_secs(self.state.config.ws_ping_secs.max(1));
         let idle_limit_ms = self.state.config.ws_idle_timeout_secs as i64 * 1000;
-        let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
-        // Every socket write races the kick: a peer that stopped reading blocks writes, and it
-        // must still be cut off.
-        let code = loop {
-            let step = tokio::select! {
-                item = queue.recv() => match item {
-                    Some(item) => Step::Forward(item),
-                    None => return,
-                },
-                code = kick.kicked() => break code,
-                _ = ping.tick() => Step::Ping,
-            };
-            let outcome = tokio::select! {
-                outcome = self.step(step, &mut queue, &last_heard, idle_limit_ms) => outcome,
-                code = kick.kicked() => break code,
-            };
-            match outcome {
-                Ok(None) => {}
-                Ok(Some(code)) => break code,
-                Err(SendFailure::Socket) => return,
-                Err(SendFailure::Store(err)) => {
-                    tracing::error!(error = %err, "filling a gap in the event stream");
-                    break 1011;
+        async move {
+            let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
+            // Every socket write races the kick: a peer that stopped reading blocks writes, and it
+            // must still be cut off.
+            let code = loop {
+                let step = tokio::select! {
+                    item = queue.recv() => match item {
+                        Some(item) => Step::Forward(item),
+                        None => return,
+                    },
+                    code = kick.kicked() => break code,
+                    _ = ping.tick() => Step::Ping,
+                };
+                let outcome = tokio::select! {
+                    outcome = Box::pin(self.step(step, &mut queue, &last_heard, idle_limit_ms)) => outcome,
+                    code = kick.kicked() => break code,
+                };
+                match outcome {
+                    Ok(None) => {}
+                    Ok(Some(code)) => break code,
+                    Err(SendFailure::Socket) => return,
+                    Err(SendFailure::Store(err)) => {
+                        tracing::error!(error = %err, "filling a gap in the event stream");
+                        break 1011;
+                    }
                 }
-            }
-        };
+            };
+            Box::pin(self.goodbye(code)).await;
+        }
+    }
+
+    /// Closes the socket with `code`, or completes the peer's close.
+    async fn goodbye(&mut self, code: u16) {
         if code == NORMAL_CLOSE {
             // The peer closed: complete the handshake (the library answers its close frame).
             let _ = tokio::time::timeout(Duration::from_secs(1), self.sink.close()).await;
@@ -476,37 +492,56 @@ struct Receiver {
 }
 
 impl Receiver {
-    async fn run(mut self) {
-        while let Some(Ok(message)) = self.stream.next().await {
-            self.last_heard.store(now_millis(), Ordering::Relaxed);
-            let text = match message {
-                WsMessage::Text(text) => text,
-                WsMessage::Binary(_) => {
-                    self.bad_frame("frames are JSON text".into());
-                    continue;
-                }
-                WsMessage::Close(_) => return,
-                WsMessage::Ping(_) | WsMessage::Pong(_) => continue,
-            };
-            if self.kick.is_kicked() {
-                // Closing: what still arrives is read and dropped.
-                continue;
-            }
-            if self.frames.check().is_err() {
-                self.kick.kick(close::FLOOD);
-                continue;
-            }
-            match serde_json::from_str::<ClientFrame>(&text) {
-                Ok(frame) => {
-                    self.bad_in_a_row = 0;
+    /// Not an `async fn`, like [`Sender::run`]. A frame is read and judged before any await, so
+    /// that neither it nor its parse keeps room in the future.
+    #[expect(clippy::manual_async_fn, reason = "an `async fn` would keep `self` twice in its future")]
+    fn run(mut self) -> impl std::future::Future<Output = ()> + Send {
+        async move {
+            loop {
+                let Some(Ok(message)) = self.stream.next().await else { return };
+                let handling = match self.take(message) {
+                    ControlFlow::Break(()) => return,
+                    ControlFlow::Continue(None) => continue,
                     // Boxed: inline, the largest of these futures would size every idle
                     // connection's task; on the heap it costs one allocation per frame.
-                    Box::pin(self.handle(frame)).await;
-                }
-                Err(err) => self.bad_frame(format!("not a valid frame: {err}")),
+                    ControlFlow::Continue(Some(frame)) => Box::pin(self.handle(frame)),
+                };
+                handling.await;
             }
-            if self.bad_in_a_row > MAX_BAD_FRAMES_IN_A_ROW {
-                self.kick.kick(close::FLOOD);
+        }
+    }
+
+    /// Judges a message from the peer: `Break` when it closed, a frame to handle, or nothing.
+    fn take(&mut self, message: WsMessage) -> ControlFlow<(), Option<ClientFrame>> {
+        self.last_heard.store(now_millis(), Ordering::Relaxed);
+        let text = match message {
+            WsMessage::Text(text) => text,
+            WsMessage::Binary(_) => {
+                self.bad_frame("frames are JSON text".into());
+                return ControlFlow::Continue(None);
+            }
+            WsMessage::Close(_) => return ControlFlow::Break(()),
+            WsMessage::Ping(_) | WsMessage::Pong(_) => return ControlFlow::Continue(None),
+        };
+        if self.kick.is_kicked() {
+            // Closing: what still arrives is read and dropped.
+            return ControlFlow::Continue(None);
+        }
+        if self.frames.check().is_err() {
+            self.kick.kick(close::FLOOD);
+            return ControlFlow::Continue(None);
+        }
+        match serde_json::from_str::<ClientFrame>(&text) {
+            Ok(frame) => {
+                self.bad_in_a_row = 0;
+                ControlFlow::Continue(Some(frame))
+            }
+            Err(err) => {
+                self.bad_frame(format!("not a valid frame: {err}"));
+                if self.bad_in_a_row > MAX_BAD_FRAMES_IN_A_ROW {
+                    self.kick.kick(close::FLOOD);
+                }
+                ControlFlow::Continue(None)
             }
         }
     }
