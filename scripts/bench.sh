@@ -5,19 +5,25 @@
 # writes the JSON results into <target>/bench/<backend>-<scenario>.json. Settings can be changed
 # with THROUGHPUT_ARGS, CONNECTIONS, SOURCE_IPS. PERF=1 records a profile of the (first) server
 # during each scenario into <target>/bench/<backend>-<scenario>.perf (`perf report -i …`);
-# KEEP_DB=1 keeps the PostgreSQL database for a look afterwards. The server's /metrics after each
-# scenario go to <target>/bench/<backend>-<scenario>.metrics. NODES=2 (postgres only) starts that
-# many nodes on one database and one Redis (BENCH_REDIS_URL, default redis://127.0.0.1:6379, under
-# a key prefix of the run's own); REDIS=1 puts a single node on Redis too. Results are then named
-# <backend>-redis-<N>node-<scenario>.json.
+# KEEP_DB=1 keeps the PostgreSQL database for a look afterwards; BENCH_PG_QUERY is appended to
+# its URL (say `?options=-c%20plan_cache_mode%3Dforce_generic_plan`); BENCH_BIN=<folder> runs the
+# binaries in that folder instead of building (two builds compared back to back). The server's
+# /metrics after each scenario go to <target>/bench/<backend>-<scenario>.metrics. NODES=2
+# (postgres only) starts that many nodes on one database and one Redis (BENCH_REDIS_URL, default
+# redis://127.0.0.1:6379, under a key prefix of the run's own); REDIS=1 puts a single node on
+# Redis too. Results are then named <backend>-redis-<N>node-<scenario>.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
 backend="${1:?usage: scripts/bench.sh sqlite|postgres [scenario…]}"
 shift
 target_dir="${CARGO_TARGET_DIR:-target}"
-cargo build --release -p parley-server -p parley-load
-bin="$target_dir/release"
+if [ -n "${BENCH_BIN:-}" ]; then
+    bin="$BENCH_BIN"
+else
+    cargo build --release -p parley-server -p parley-load
+    bin="$target_dir/release"
+fi
 out="$target_dir/bench"
 mkdir -p "$out"
 
@@ -34,7 +40,7 @@ case "$backend" in
     postgres)
         db="parley_bench_$$"
         psql -q -h 127.0.0.1 -U postgres -d test -c "CREATE DATABASE $db"
-        export DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db"
+        export DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db${BENCH_PG_QUERY:-}"
         ;;
     *) echo "backend: sqlite or postgres" >&2; exit 2 ;;
 esac
