@@ -52,10 +52,15 @@ impl PgStore {
     ) -> StoreResult<Vec<MessageRecord>> {
         let senders: Vec<i64> = batch.iter().map(|m| m.sender_id).collect();
         let client_ids: Vec<&str> = batch.iter().map(|m| m.client_id.as_str()).collect();
-        // The unique index on (sender_id, client_id) serves each pair.
+        // One probe of the unique index on (sender_id, client_id) per pair, whatever the
+        // planner thinks: as a plain join, past a few dozen pairs it chose a hash join over a
+        // scan of the whole table, which grows with every message ever sent (2.7 ms per batch of
+        // 75 at 10,000 messages, 0.3 ms as probes). `LIMIT 1` keeps the subquery from being
+        // folded into such a join.
         Ok(sqlx::query_as(
             "SELECT m.* FROM UNNEST($1::int8[], $2::text[]) AS k (sender_id, client_id)
-             JOIN messages m ON m.sender_id = k.sender_id AND m.client_id = k.client_id",
+             CROSS JOIN LATERAL (SELECT * FROM messages
+                                 WHERE sender_id = k.sender_id AND client_id = k.client_id LIMIT 1) m",
         )
         .bind(&senders)
         .bind(&client_ids)
