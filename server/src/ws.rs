@@ -283,9 +283,9 @@ impl Sender {
         kick: Arc<Kick>,
         last_heard: Arc<AtomicI64>,
     ) -> impl std::future::Future<Output = ()> + Send {
-        let ping_every = Duration::from_secs(self.state.config.ws_ping_secs.max(1));
         let idle_limit_ms = self.state.config.ws_idle_timeout_secs as i64 * 1000;
         async move {
+            let ping_every = Duration::from_secs(self.state.config.ws_ping_secs.max(1));
             let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
             // Every socket write races the kick: a peer that stopped reading blocks writes, and it
             // must still be cut off.
