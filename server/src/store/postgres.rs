@@ -54,9 +54,9 @@ impl PgStore {
         let client_ids: Vec<&str> = batch.iter().map(|m| m.client_id.as_str()).collect();
         // One probe of the unique index on (sender_id, client_id) per pair, whatever the
         // planner thinks: as a plain join, past a few dozen pairs it chose a hash join over a
-        // scan of the whole table, which grows with every message ever sent (2.7 ms per batch of
-        // 75 at 10,000 messages, 0.3 ms as probes). `LIMIT 1` keeps the subquery from being
-        // folded into such a join.
+        // scan of the whole table, which grows with every message ever sent (at 10,000 stored
+        // messages: 2.7 ms for 75 pairs, 8.4 ms for 300; as probes, 0.95 ms for 300). `LIMIT 1`
+        // keeps the subquery from being folded into such a join.
         Ok(sqlx::query_as(
             "SELECT m.* FROM UNNEST($1::int8[], $2::text[]) AS k (sender_id, client_id)
              CROSS JOIN LATERAL (SELECT * FROM messages
