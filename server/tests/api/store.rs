@@ -65,7 +65,69 @@ async fn a_batch_stores_each_message_once_with_gapless_positions(backend: Backen
     assert_eq!(store.cursor(ada).await.unwrap(), before + 3);
     // Resending the whole batch stores nothing new.
     let again = store.send_messages(&batch[..1]).await.unwrap();
-    assert!(matches!(&again[0], SendOutcome::Duplicate { message, .. } if message == one));
+    let SendOutcome::Duplicate { message, cursor } = &again[0] else { panic!("{:?}", again[0]) };
+    assert_eq!(message, one);
+    assert_eq!(Some(*cursor), one_events.iter().find(|e| e.user_id == ada).map(|e| e.pos), "the sender's cursor");
     assert_eq!(store.cursor(ada).await.unwrap(), before + 3);
     assert_eq!(store.messages_before(ada_bo, i64::MAX, 10).await.unwrap().len(), 2);
+}
+
+/// The batch reads its chats' members before it writes. A chat deleted in between (its last
+/// member's account deleted, committed while the batch waits for the chat's row) is seen on the
+/// next attempt: the message is refused and nothing of it stored. Postgres only: SQLite's one
+/// writer connection lets nothing in between.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_deleted_while_its_batch_waits_for_the_row_is_refused_whole() {
+    use sqlx::Connection;
+    let app = spawn(Backend::Postgres).await;
+    let url = app.config.database_url();
+    let store = store::connect(&url).await.unwrap();
+    let mut ids = Vec::new();
+    for name in ["ada", "bo"] {
+        let email = format!("{name}@example.org");
+        let user =
+            store.create_user(NewUser { email: &email, display_name: name, password_hash: "!", now: 1 }).await.unwrap();
+        ids.push(user.id);
+    }
+    let chat_id = store.create_chat(ids[0], ids[1], 1).await.unwrap().chat_id;
+
+    // Delete the chat in a transaction left open: its row stays locked until the commit.
+    let mut deleter = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut deleter).await.unwrap();
+    sqlx::query("DELETE FROM chats WHERE id = $1").bind(chat_id).execute(&mut deleter).await.unwrap();
+
+    let batch = vec![NewMessage {
+        chat_id,
+        sender_id: ids[0],
+        client_id: "00000000-0000-4000-8000-000000000001".into(),
+        body: "hello".into(),
+        now: 2,
+    }];
+    let send = tokio::spawn(async move { store.send_messages(&batch).await });
+    // Until the batch waits for the deleter.
+    let (deleter_pid,): (i32,) = sqlx::query_as("SELECT pg_backend_pid()").fetch_one(&mut deleter).await.unwrap();
+    let mut watcher = sqlx::PgConnection::connect(&url).await.unwrap();
+    loop {
+        let (waiting,): (i64,) =
+            sqlx::query_as("SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))")
+                .bind(deleter_pid)
+                .fetch_one(&mut watcher)
+                .await
+                .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        assert!(!send.is_finished(), "the batch did not wait for the chat: {:?}", send.await);
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    sqlx::query("COMMIT").execute(&mut deleter).await.unwrap();
+
+    let outcomes = send.await.unwrap().expect("the batch is tried again, not failed");
+    assert!(matches!(outcomes[..], [SendOutcome::NotMember]), "{outcomes:?}");
+    let (messages, events): (i64, i64) =
+        sqlx::query_as("SELECT (SELECT count(*) FROM messages), (SELECT count(*) FROM events WHERE kind = 'message')")
+            .fetch_one(&mut watcher)
+            .await
+            .unwrap();
+    assert_eq!((messages, events), (0, 0), "nothing of the message is stored");
 }
