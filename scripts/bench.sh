@@ -11,7 +11,10 @@
 # /metrics after each scenario go to <target>/bench/<backend>-<scenario>.metrics. NODES=2
 # (postgres only) starts that many nodes on one database and one Redis (BENCH_REDIS_URL, default
 # redis://127.0.0.1:6379, under a key prefix of the run's own); REDIS=1 puts a single node on
-# Redis too. Results are then named <backend>-redis-<N>node-<scenario>.json.
+# Redis too. Results are then named <backend>-redis-<N>node-<scenario>.json. With several nodes,
+# `connections` runs one load generator per node, each with CONNECTIONS/NODES sockets held
+# HOLD_SECS (default 60) after its own measurement, and sums the nodes' sockets and RSS while all
+# are open: how 100,000 sockets are held on a machine whose processes may open ~19,900 each.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
@@ -66,6 +69,7 @@ trap cleanup EXIT
 
 "$bin/parley-server" admin create-users --count 400 --prefix load --tokens-out "$data/tokens.tsv" >/dev/null
 servers=()
+urls=()
 for n in $(seq 1 "$nodes"); do
     "$bin/parley-server" serve >"$data/server$n.out" &
     server_pids+=($!)
@@ -73,6 +77,7 @@ for n in $(seq 1 "$nodes"); do
     url=$(sed -n 's/^Parley is running at //p' "$data/server$n.out")
     [ -n "$url" ] || { echo "node $n did not start" >&2; exit 1; }
     servers+=(--server "$url")
+    urls+=("$url")
     [ "$n" = 1 ] && first_url="$url"
     echo "node $n: pid ${server_pids[-1]} at $url, idle RSS $(awk '/VmRSS/ {print $2, $3}' "/proc/${server_pids[-1]}/status")"
 done
@@ -117,6 +122,43 @@ load() {
     curl -sf "$first_url/metrics" >"$out/$tag-$name.metrics" || true
     echo
 }
+# With several nodes: one load generator per node, each holding its share of the sockets, all at
+# once (a process here can hold at most ~19,900); the nodes' sockets and RSS are summed while they
+# hold them.
+connections_on_every_node() {
+    local total="${CONNECTIONS:-10000}" n pids=() ports=() rss_before=0 peak_sockets=0 peak_rss=0
+    local share=$(( (total + nodes - 1) / nodes ))
+    for n in $(seq 0 $((nodes - 1))); do
+        rss_before=$((rss_before + $(awk '/VmRSS/ {print $2}' "/proc/${server_pids[$n]}/status")))
+        ports+=("${urls[$n]##*:}")
+    done
+    local started_ns; started_ns=$(date +%s%N)
+    for n in $(seq 0 $((nodes - 1))); do
+        "$bin/parley-load" --server "${urls[$n]}" --tokens "$data/tokens.tsv" --timeout-secs 1800 \
+            --json "$out/$tag-connections-node$((n + 1)).json" \
+            connections --count "$share" --server-pid "${server_pids[$n]}" --hold-secs "${HOLD_SECS:-60}" \
+            >"$data/load$n.out" 2>&1 &
+        pids+=($!)
+    done
+    while kill -0 "${pids[@]}" 2>/dev/null; do
+        local sockets=0 rss=0 port pid
+        for port in "${ports[@]}"; do
+            sockets=$((sockets + $(ss -Htn state established "( sport = :$port )" | wc -l)))
+        done
+        for pid in "${server_pids[@]}"; do rss=$((rss + $(awk '/VmRSS/ {print $2}' "/proc/$pid/status"))); done
+        if [ "$sockets" -gt "$peak_sockets" ]; then peak_sockets=$sockets; peak_rss=$rss; fi
+        sleep 2
+    done
+    local failed=0
+    for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+    cat "$data"/load*.out
+    awk -v n="$nodes" -v s="$peak_sockets" -v r0="$rss_before" -v r="$peak_rss" \
+        -v secs="$(( ($(date +%s%N) - started_ns) / 1000000000 ))" \
+        'BEGIN {printf "connections on %d nodes: at most %d sockets established at once; the nodes'"'"' RSS then %.1f MiB in all (%.1f MiB before), %.2f KiB per connection; %d s in all\n",
+                n, s, r / 1024, r0 / 1024, (r - r0) / s, secs}'
+    return "$failed"
+}
+
 scenarios=("$@")
 [ ${#scenarios[@]} -gt 0 ] || scenarios=(throughput catchup fanout connections)
 for scenario in "${scenarios[@]}"; do
@@ -125,8 +167,14 @@ for scenario in "${scenarios[@]}"; do
         throughput) load throughput throughput ${THROUGHPUT_ARGS:---pairs 50 --messages 4000 --window 32} ;;
         catchup) load catchup catchup --messages 10000 ;;
         fanout) load fanout fanout --devices 50 --rounds 200 ;;
-        connections) load connections connections --count "${CONNECTIONS:-10000}" --source-ips "${SOURCE_IPS:-1}" \
-                         --server-pid "$server_pid" ;;
+        connections)
+            if [ "$nodes" -gt 1 ]; then
+                connections_on_every_node
+            else
+                load connections connections --count "${CONNECTIONS:-10000}" --source-ips "${SOURCE_IPS:-1}" \
+                    --server-pid "$server_pid"
+            fi
+            ;;
         *) echo "unknown scenario $scenario" >&2; exit 2 ;;
     esac
 done

@@ -59,6 +59,10 @@ pub enum Scenario {
         /// one address has about 28,000 ephemeral ports.
         #[arg(long, default_value_t = 1)]
         source_ips: u8,
+        /// Keep the sockets open this long after measuring: several load generators, one per
+        /// node, then hold theirs at the same time.
+        #[arg(long, default_value_t = 0)]
+        hold_secs: u64,
     },
     /// A client offline while N messages arrive for it; time from reconnect to having them all.
     Catchup {

@@ -22,8 +22,8 @@ pub async fn run(targets: &[Target], accounts: &[Account], scenario: Scenario) -
         Scenario::Throughput { pairs, messages, window, rate } => {
             throughput(targets, accounts, pairs, messages, window, rate).await
         }
-        Scenario::Connections { count, server_pid, source_ips } => {
-            connections(target, accounts, count, server_pid, source_ips).await
+        Scenario::Connections { count, server_pid, source_ips, hold_secs } => {
+            connections(target, accounts, count, server_pid, source_ips, Duration::from_secs(hold_secs)).await
         }
         Scenario::Catchup { messages } => catchup(target, accounts, messages).await,
         Scenario::Fanout { devices, rounds } => fanout(target, accounts, devices, rounds).await,
@@ -205,7 +205,14 @@ fn rss_kib(pid: u32) -> Result<u64> {
         .ok_or_else(|| "no VmRSS in /proc status".into())
 }
 
-async fn connections(target: &Target, accounts: &[Account], count: usize, pid: u32, source_ips: u8) -> Result<Report> {
+async fn connections(
+    target: &Target,
+    accounts: &[Account],
+    count: usize,
+    pid: u32,
+    source_ips: u8,
+    hold: Duration,
+) -> Result<Report> {
     need(accounts, 1)?;
     let before = rss_kib(pid)?;
     let started = Instant::now();
@@ -217,9 +224,12 @@ async fn connections(target: &Target, accounts: &[Account], count: usize, pid: u
         let mut connecting = Vec::new();
         for n in wave..(wave + AT_ONCE).min(count) {
             let account = accounts[n % accounts.len()].clone();
-            let source = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + (n % source_ips.max(1) as usize) as u8));
+            // One address: no bind, so the kernel picks each port per destination and load
+            // generators on several nodes do not draw from one pool of ~28,000 ports.
+            let source =
+                (source_ips > 1).then(|| IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + (n % source_ips as usize) as u8)));
             let target = target.clone();
-            connecting.push(tokio::spawn(async move { target.connect_from(&account, Some(source)).await }));
+            connecting.push(tokio::spawn(async move { target.connect_from(&account, source).await }));
         }
         for c in connecting {
             let (mut socket, _) = c.await??;
@@ -242,6 +252,8 @@ async fn connections(target: &Target, accounts: &[Account], count: usize, pid: u
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = rss_kib(pid)?;
     let per_conn = (after.saturating_sub(before)) as f64 / count as f64;
+    // Other load generators, one per node of a cluster, may still be connecting theirs.
+    tokio::time::sleep(hold).await;
     let _ = stop_tx.send(true);
     let mut alive = 0;
     for h in holders {
