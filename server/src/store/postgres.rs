@@ -3,12 +3,12 @@ use std::{collections::HashMap, str::FromStr};
 
 use sqlx::{
     postgres::{PgConnectOptions, PgPoolOptions},
-    PgPool, Postgres,
+    PgConnection, PgPool, Postgres,
 };
 
 use super::{
-    sql::{batch_members_select, chat_query, impl_store, BatchMember, NewEvent},
-    MessageRecord, Millis, NewMessage, StoreError, StoreResult,
+    sql::{batch_members_select, chat_query, impl_store, BatchMember, BatchWrite, CommittedMessage, NewEvent, Written},
+    EventPos, MessageRecord, Millis, NewMessage, StoreError, StoreResult,
 };
 
 pub struct PgStore {
@@ -46,10 +46,7 @@ impl_store!(PgStore, Postgres, "postgres");
 /// rows travel as arrays, unpacked with `UNNEST`): Postgres parses and plans each once per
 /// connection, and the batch never meets the limit on bind parameters.
 impl PgStore {
-    async fn committed_messages(
-        tx: &mut sqlx::Transaction<'_, Postgres>,
-        batch: &[NewMessage],
-    ) -> StoreResult<Vec<MessageRecord>> {
+    async fn committed_messages(conn: &mut PgConnection, batch: &[NewMessage]) -> StoreResult<Vec<CommittedMessage>> {
         let senders: Vec<i64> = batch.iter().map(|m| m.sender_id).collect();
         let client_ids: Vec<&str> = batch.iter().map(|m| m.client_id.as_str()).collect();
         // One probe of the unique index on (sender_id, client_id) per pair, whatever the
@@ -58,55 +55,173 @@ impl PgStore {
         // messages: 2.7 ms for 75 pairs, 8.4 ms for 300; as probes, 0.95 ms for 300). `LIMIT 1`
         // keeps the subquery from being folded into such a join.
         Ok(sqlx::query_as(
-            "SELECT m.* FROM UNNEST($1::int8[], $2::text[]) AS k (sender_id, client_id)
+            "SELECT m.*, (SELECT e.pos FROM events e WHERE e.message_id = m.id AND e.user_id = m.sender_id) AS sender_pos
+             FROM UNNEST($1::int8[], $2::text[]) AS k (sender_id, client_id)
              CROSS JOIN LATERAL (SELECT * FROM messages
                                  WHERE sender_id = k.sender_id AND client_id = k.client_id LIMIT 1) m",
         )
         .bind(&senders)
         .bind(&client_ids)
-        .fetch_all(&mut **tx)
+        .fetch_all(conn)
         .await?)
     }
 
-    async fn batch_members(
-        tx: &mut sqlx::Transaction<'_, Postgres>,
-        chat_ids: &[i64],
-    ) -> StoreResult<Vec<BatchMember>> {
+    async fn batch_members(conn: &mut PgConnection, chat_ids: &[i64]) -> StoreResult<Vec<BatchMember>> {
         Ok(sqlx::query_as(concat!(batch_members_select!(), " WHERE cm.chat_id = ANY($1) ORDER BY cm.user_id"))
             .bind(chat_ids)
-            .fetch_all(&mut **tx)
+            .fetch_all(conn)
             .await?)
     }
 
-    /// Inserts `batch[i]` with sequence number `seq` for each `(i, seq)` of `rows`.
-    async fn insert_messages(
-        tx: &mut sqlx::Transaction<'_, Postgres>,
-        batch: &[NewMessage],
-        rows: &[(usize, i64)],
-    ) -> StoreResult<Vec<MessageRecord>> {
-        let mut columns = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for &(i, seq) in rows {
-            let m = &batch[i];
-            columns.0.push(m.chat_id);
-            columns.1.push(seq);
-            columns.2.push(m.sender_id);
-            columns.3.push(m.client_id.as_str());
-            columns.4.push(m.body.as_str());
-            columns.5.push(m.now);
+    /// Stores a batch in one statement, its own transaction: each statement is a round trip to
+    /// another process and an executor start, and at a steady load of small batches those, not
+    /// the rows, were most of the database's work (docs/BENCHMARKS.md).
+    ///
+    /// The counters move as in `bump`: chats', then members', each locked in ascending id (the
+    /// members' lock waits for the chats' through the `chats_locked` sub-select), so writers wait
+    /// for each other instead of deadlocking. Each counter's value before the batch goes into an
+    /// array in id order, and a message finds its chat's (an event its member's, and its message's
+    /// id) by position: the planner cannot size the results of one data-modifying CTE joined to
+    /// another, and a join chose loops quadratic in the batch.
+    async fn write_batch(conn: &mut PgConnection, w: &BatchWrite<'_>) -> StoreResult<Vec<Written>> {
+        let batch = w.batch;
+        let (chat_ids, chat_counts): (Vec<i64>, Vec<i64>) =
+            w.by_chat.iter().map(|(&chat, list)| (chat, list.len() as i64)).unzip();
+        let (user_ids, user_counts): (Vec<i64>, Vec<i64>) =
+            w.events_of.iter().map(|(&user, list)| (user, list.len() as i64)).unzip();
+        // Positions (1-based, as SQL arrays count) of each message in the message arrays, and of
+        // its chat in `chat_ids`, and its rank in the chat.
+        let mut position = vec![0_i32; batch.len()];
+        let mut chat_index = vec![0_i32; batch.len()];
+        let mut rank_in_chat = vec![0_i64; batch.len()];
+        let mut messages = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (c, (&chat_id, indexes)) in w.by_chat.iter().enumerate() {
+            for (k, &i) in indexes.iter().enumerate() {
+                let m = &batch[i];
+                messages.0.push(c as i32 + 1);
+                position[i] = messages.0.len() as i32;
+                chat_index[i] = c as i32 + 1;
+                rank_in_chat[i] = k as i64 + 1;
+                messages.1.push(rank_in_chat[i]);
+                messages.2.push(chat_id);
+                messages.3.push(m.sender_id);
+                messages.4.push(m.client_id.as_str());
+                messages.5.push(m.body.as_str());
+                messages.6.push(m.now);
+            }
         }
-        Ok(sqlx::query_as(
-            "INSERT INTO messages (chat_id, seq, sender_id, client_id, body, created_at)
-             SELECT * FROM UNNEST($1::int8[], $2::int8[], $3::int8[], $4::text[], $5::text[], $6::int8[])
-             RETURNING *",
+        let mut events = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (u, (&user_id, indexes)) in w.events_of.iter().enumerate() {
+            for (k, &i) in indexes.iter().enumerate() {
+                events.0.push(user_id);
+                events.1.push(u as i32 + 1);
+                events.2.push(k as i64 + 1);
+                events.3.push(position[i]);
+            }
+        }
+        let (first_chats, first_senders): (Vec<i64>, Vec<i64>) = w.first_words.iter().copied().unzip();
+        let (seq_before, pos_before, ids): (Vec<i64>, Vec<i64>, Vec<i64>) = sqlx::query_as(
+            "WITH chats_locked AS MATERIALIZED (
+                 SELECT id FROM chats WHERE id = ANY($1) ORDER BY id FOR UPDATE),
+             chat_seqs AS (
+                 UPDATE chats t SET last_seq = t.last_seq + k.n, last_activity_at = $3
+                 FROM UNNEST($1::int8[], $2::int8[]) AS k (id, n), chats_locked l
+                 WHERE t.id = k.id AND l.id = k.id
+                 RETURNING t.id, t.last_seq - k.n AS seq_before),
+             chat_base AS MATERIALIZED (
+                 SELECT CASE WHEN count(*) = cardinality($1::int8[])
+                             THEN array_agg(seq_before ORDER BY id) END AS seq_before
+                 FROM chat_seqs),
+             users_locked AS MATERIALIZED (
+                 SELECT id FROM users WHERE id = ANY($4) AND (SELECT count(*) FROM chats_locked) >= 0
+                 ORDER BY id FOR UPDATE),
+             user_positions AS (
+                 UPDATE users t SET last_event_pos = t.last_event_pos + k.n
+                 FROM UNNEST($4::int8[], $5::int8[]) AS k (id, n), users_locked l
+                 WHERE t.id = k.id AND l.id = k.id
+                 RETURNING t.id, t.last_event_pos - k.n AS pos_before),
+             user_base AS MATERIALIZED (
+                 SELECT CASE WHEN count(*) = cardinality($4::int8[])
+                             THEN array_agg(pos_before ORDER BY id) END AS pos_before
+                 FROM user_positions),
+             new_messages AS (
+                 INSERT INTO messages (chat_id, seq, sender_id, client_id, body, created_at)
+                 SELECT m.chat_id, b.seq_before[m.chat_index] + m.rank, m.sender_id, m.client_id, m.body,
+                        m.created_at
+                 FROM UNNEST($6::int4[], $7::int8[], $8::int8[], $9::int8[], $10::text[], $11::text[], $12::int8[])
+                      AS m (chat_index, rank, chat_id, sender_id, client_id, body, created_at),
+                      chat_base b
+                 RETURNING id, chat_id, seq),
+             message_ids AS MATERIALIZED (
+                 SELECT array_agg(id ORDER BY chat_id, seq) AS ids FROM new_messages),
+             new_events AS (
+                 INSERT INTO events (user_id, pos, kind, chat_id, message_id, created_at)
+                 SELECT e.user_id, b.pos_before[e.user_index] + e.rank, 'message', ($8::int8[])[e.message],
+                        i.ids[e.message], ($12::int8[])[e.message]
+                 FROM UNNEST($13::int8[], $14::int4[], $15::int8[], $16::int4[]) AS e (user_id, user_index, rank, message),
+                      user_base b, message_ids i),
+             first_words AS (
+                 UPDATE chat_members cm SET reached_out = TRUE
+                 FROM UNNEST($17::int8[], $18::int8[]) AS f (chat_id, user_id)
+                 WHERE cm.chat_id = f.chat_id AND cm.user_id = f.user_id)
+             SELECT c.seq_before, u.pos_before, i.ids FROM chat_base c, user_base u, message_ids i",
         )
-        .bind(&columns.0)
-        .bind(&columns.1)
-        .bind(&columns.2)
-        .bind(&columns.3)
-        .bind(&columns.4)
-        .bind(&columns.5)
-        .fetch_all(&mut **tx)
-        .await?)
+        .bind(&chat_ids)
+        .bind(&chat_counts)
+        .bind(w.now)
+        .bind(&user_ids)
+        .bind(&user_counts)
+        .bind(&messages.0)
+        .bind(&messages.1)
+        .bind(&messages.2)
+        .bind(&messages.3)
+        .bind(&messages.4)
+        .bind(&messages.5)
+        .bind(&messages.6)
+        .bind(&events.0)
+        .bind(&events.1)
+        .bind(&events.2)
+        .bind(&events.3)
+        .bind(&first_chats)
+        .bind(&first_senders)
+        .fetch_one(conn)
+        .await
+        .map_err(|err| match &err {
+            // A chat or member row went away under a concurrent transaction (an account
+            // deleted): its counter is missing, the array of them NULL, so is the `seq` or `pos`,
+            // and the NOT NULL constraint fails the whole statement. The next attempt sees that.
+            sqlx::Error::Database(db) if db.code().as_deref() == Some("23502") => StoreError::Retry,
+            _ => err.into(),
+        })?;
+        if seq_before.len() != chat_ids.len() || pos_before.len() != user_ids.len() || ids.len() != messages.0.len() {
+            return Err(StoreError::Corrupt("a batch's write returned counters of another size".into()));
+        }
+
+        let mut written: Vec<Written> = vec![None; batch.len()];
+        for indexes in w.by_chat.values() {
+            for &i in indexes {
+                let m = &batch[i];
+                let message = MessageRecord {
+                    id: ids[position[i] as usize - 1],
+                    chat_id: m.chat_id,
+                    seq: seq_before[chat_index[i] as usize - 1] + rank_in_chat[i],
+                    sender_id: m.sender_id,
+                    client_id: m.client_id.clone(),
+                    body: m.body.clone(),
+                    created_at: m.now,
+                };
+                written[i] = Some((message, Vec::new()));
+            }
+        }
+        for (u, (&user_id, indexes)) in w.events_of.iter().enumerate() {
+            for (k, &i) in indexes.iter().enumerate() {
+                let pos = pos_before[u] + k as i64 + 1;
+                if let Some((_, events)) = &mut written[i] {
+                    events.push(EventPos { user_id, pos });
+                }
+            }
+        }
+        Ok(written)
     }
 
     /// Adds `count` to `column` of each row `(id, count)` (and sets `last_activity_at` when

@@ -8,7 +8,7 @@ macro_rules! impl_store {
         // A block of its own, so the glob import stays inside the expansion.
         const _: () = {
         use $crate::store::*;
-        use $crate::store::sql::{BatchMember, ChatRow, EventRow, NewEvent};
+        use $crate::store::sql::{BatchMember, BatchWrite, ChatRow, CommittedMessage, EventRow, NewEvent};
 
         impl $store {
             /// Appends one event to each user's stream: positions come from `bump` (one counter
@@ -55,33 +55,37 @@ macro_rules! impl_store {
             /// One attempt at a batch; `Conflict` if a `client_id` was taken by a writer that
             /// committed meanwhile (another node), which the next attempt sees as a duplicate.
             ///
-            /// A handful of statements per batch, whatever its size: each statement costs a round
-            /// trip (to SQLite's thread or to Postgres), and that cost, not the rows, dominates.
+            /// Two reads decide what the batch stores, then the backend's `write_batch` stores
+            /// it in one transaction. The reads run before that transaction, as they would inside
+            /// it at READ COMMITTED: what they saw can change before the write either way, and the
+            /// write holds against it (a `client_id` taken meanwhile fails its unique index, a
+            /// chat gone meanwhile its counter; both are tried again). SQLite has one writer
+            /// connection, held here throughout, so nothing else writes in between.
             async fn try_send_batch(&self, batch: &[NewMessage]) -> StoreResult<Vec<SendOutcome>> {
-                use std::collections::{BTreeMap, HashMap};
-                let mut tx = self.writer().begin().await?;
+                use std::collections::{BTreeMap, HashMap, HashSet};
+                let mut conn = self.writer().acquire().await?;
                 let mut outcomes: Vec<Option<SendOutcome>> = vec![None; batch.len()];
 
                 // Resends of committed messages, by (sender_id, client_id) pairs.
-                let committed: HashMap<(i64, String), MessageRecord> = Self::committed_messages(&mut tx, batch)
+                let committed: HashMap<(i64, String), CommittedMessage> = Self::committed_messages(&mut conn, batch)
                     .await?
                     .into_iter()
-                    .map(|m| ((m.sender_id, m.client_id.clone()), m))
+                    .map(|c| ((c.message.sender_id, c.message.client_id.clone()), c))
                     .collect();
 
                 // Members of every chat in the batch, each with whether they block the other
-                // member: a block holds back a message inside the transaction that would store it.
+                // member: a block holds back a message that would be stored.
                 let mut chat_ids: Vec<i64> = batch.iter().map(|m| m.chat_id).collect();
                 chat_ids.sort_unstable();
                 chat_ids.dedup();
                 let mut members: HashMap<i64, Vec<i64>> = HashMap::new();
-                let mut blockers: std::collections::HashSet<(i64, i64)> = std::collections::HashSet::new();
+                let mut blockers: HashSet<(i64, i64)> = HashSet::new();
                 // Members who have not written or started the chat yet: (chat, user).
-                let mut silent: std::collections::HashSet<(i64, i64)> = std::collections::HashSet::new();
+                let mut silent: HashSet<(i64, i64)> = HashSet::new();
                 // Chats with a deleted member: nobody is there to write to, or to write.
-                let mut abandoned: std::collections::HashSet<i64> = std::collections::HashSet::new();
+                let mut abandoned: HashSet<i64> = HashSet::new();
                 for BatchMember { chat_id, user_id, reached_out, blocks_friend, gone } in
-                    Self::batch_members(&mut tx, &chat_ids).await?
+                    Self::batch_members(&mut conn, &chat_ids).await?
                 {
                     members.entry(chat_id).or_default().push(user_id);
                     if gone {
@@ -100,16 +104,14 @@ macro_rules! impl_store {
                 let mut by_chat: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
                 for (i, m) in batch.iter().enumerate() {
                     if let Some(existing) = committed.get(&(m.sender_id, m.client_id.clone())) {
-                        outcomes[i] = Some(if existing.chat_id != m.chat_id || existing.body != m.body {
+                        let message = &existing.message;
+                        outcomes[i] = Some(if message.chat_id != m.chat_id || message.body != m.body {
                             SendOutcome::ClientIdReused
                         } else {
-                            let (cursor,): (i64,) =
-                                sqlx::query_as("SELECT pos FROM events WHERE user_id = $1 AND message_id = $2")
-                                    .bind(m.sender_id)
-                                    .bind(existing.id)
-                                    .fetch_one(&mut *tx)
-                                    .await?;
-                            SendOutcome::Duplicate { message: existing.clone(), cursor }
+                            let cursor = existing.sender_pos.ok_or_else(|| {
+                                StoreError::Corrupt(format!("message {} has no event for its sender", message.id))
+                            })?;
+                            SendOutcome::Duplicate { message: message.clone(), cursor }
                         });
                     } else if let Some(&first) = first_in_batch.get(&(m.sender_id, m.client_id.as_str())) {
                         repeats.push((i, first));
@@ -129,86 +131,40 @@ macro_rules! impl_store {
                     }
                 }
 
-                let mut stored: Vec<Option<MessageRecord>> = vec![None; batch.len()];
-                let mut positions: Vec<Vec<EventPos>> = vec![Vec::new(); batch.len()];
                 if !by_chat.is_empty() {
-                    // Counters move once per batch. Rows are locked chats before users, each by an
-                    // index scan of a sorted id list, so in ascending id: the order every writer
-                    // follows. Should Postgres still report a deadlock, the batch is run again.
-                    let now = batch.iter().map(|m| m.now).max().unwrap_or_default();
-                    let counts = by_chat.iter().map(|(&chat, list)| (chat, list.len() as i64));
-                    let last_seq = Self::bump(&mut tx, "chats", "last_seq", Some(now), counts).await?;
-                    let mut rows = Vec::new();
-                    for (chat_id, indexes) in &by_chat {
-                        let first_seq = last_seq[chat_id] - indexes.len() as i64 + 1;
-                        rows.extend(indexes.iter().enumerate().map(|(k, &i)| (i, first_seq + k as i64)));
-                    }
-                    let index_of: HashMap<(i64, i64), usize> =
-                        rows.iter().map(|&(i, seq)| ((batch[i].chat_id, seq), i)).collect();
-                    for message in Self::insert_messages(&mut tx, batch, &rows).await? {
-                        let i = index_of[&(message.chat_id, message.seq)];
-                        stored[i] = Some(message);
-                    }
-
                     let mut events_of: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
-                    for &(i, _) in &rows {
-                        for &member in &members[&batch[i].chat_id] {
-                            events_of.entry(member).or_default().push(i);
+                    // A first message reaches out: (chat, sender), once each.
+                    let mut first_words: Vec<(i64, i64)> = Vec::new();
+                    for (chat_id, indexes) in &by_chat {
+                        for &i in indexes {
+                            for &member in &members[chat_id] {
+                                events_of.entry(member).or_default().push(i);
+                            }
+                            let key = (*chat_id, batch[i].sender_id);
+                            if silent.contains(&key) && !first_words.contains(&key) {
+                                first_words.push(key);
+                            }
                         }
                     }
-                    let counts = events_of.iter().map(|(&user, list)| (user, list.len() as i64));
-                    let last_pos = Self::bump(&mut tx, "users", "last_event_pos", None, counts).await?;
-                    let mut events = Vec::new();
-                    for (user_id, indexes) in &events_of {
-                        let first_pos = last_pos[user_id] - indexes.len() as i64 + 1;
-                        for (k, &i) in indexes.iter().enumerate() {
-                            let pos = first_pos + k as i64;
-                            let message = stored[i].as_ref().expect("inserted above");
-                            positions[i].push(EventPos { user_id: *user_id, pos });
-                            events.push(NewEvent {
-                                user_id: *user_id,
-                                pos,
-                                kind: "message",
-                                chat_id: message.chat_id,
-                                message_id: Some(message.id),
-                                reader: None,
-                                created_at: message.created_at,
-                            });
+                    let now = batch.iter().map(|m| m.now).max().unwrap_or_default();
+                    let plan = BatchWrite { batch, by_chat, events_of, first_words, now };
+                    let mut written = Self::write_batch(&mut conn, &plan).await?;
+                    if written.len() != batch.len()
+                        || plan.by_chat.values().flatten().any(|&i| written[i].is_none())
+                    {
+                        return Err(StoreError::Corrupt("a batch's write did not return every message".into()));
+                    }
+                    for (i, stored) in written.iter_mut().enumerate() {
+                        if let Some((message, events)) = stored.take() {
+                            let key = (message.chat_id, message.sender_id);
+                            // Only the first of the sender's messages in the batch says so.
+                            let reached_out = plan.first_words.contains(&key)
+                                && !outcomes[..i].iter().any(|o| {
+                                    matches!(o, Some(SendOutcome::Created { message: m, .. })
+                                        if (m.chat_id, m.sender_id) == key)
+                                });
+                            outcomes[i] = Some(SendOutcome::Created { message, events, reached_out });
                         }
-                    }
-                    Self::insert_events(&mut tx, &events).await?;
-                }
-                // A first message reaches out: rare, so one statement per sender and chat.
-                let mut first_words: Vec<(i64, i64)> = Vec::new();
-                for message in stored.iter().flatten() {
-                    let key = (message.chat_id, message.sender_id);
-                    if silent.contains(&key) && !first_words.contains(&key) {
-                        first_words.push(key);
-                    }
-                }
-                for &(chat_id, user_id) in &first_words {
-                    sqlx::query("UPDATE chat_members SET reached_out = TRUE WHERE chat_id = $1 AND user_id = $2")
-                        .bind(chat_id)
-                        .bind(user_id)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                tx.commit().await?;
-
-                for (i, message) in stored.into_iter().enumerate() {
-                    if let Some(message) = message {
-                        let key = (message.chat_id, message.sender_id);
-                        // Only the first of the sender's messages in the batch says so.
-                        let reached_out = first_words.contains(&key)
-                            && !outcomes[..i].iter().any(|o| {
-                                matches!(o, Some(SendOutcome::Created { message: m, .. })
-                                    if (m.chat_id, m.sender_id) == key)
-                            });
-                        outcomes[i] = Some(SendOutcome::Created {
-                            message,
-                            events: std::mem::take(&mut positions[i]),
-                            reached_out,
-                        });
                     }
                 }
                 for (i, first) in repeats {
@@ -983,7 +939,6 @@ macro_rules! impl_store {
     };
 }
 
-/// An event row to store, its position already handed out.
 /// A member of a chat in a batch of messages, and what may hold a message to that chat back.
 #[derive(sqlx::FromRow)]
 pub(crate) struct BatchMember {
@@ -997,6 +952,7 @@ pub(crate) struct BatchMember {
     pub gone: bool,
 }
 
+/// An event row to store, its position already handed out.
 pub(crate) struct NewEvent {
     pub user_id: i64,
     pub pos: i64,
@@ -1007,6 +963,35 @@ pub(crate) struct NewEvent {
     pub reader: Option<(i64, i64)>,
     pub created_at: i64,
 }
+
+/// A message found stored when a batch looked for its `(sender_id, client_id)` pairs (a resend),
+/// with its sender's event position (`sender_pos`, the cursor a duplicate answers with).
+#[derive(sqlx::FromRow)]
+pub(crate) struct CommittedMessage {
+    #[sqlx(flatten)]
+    pub message: super::MessageRecord,
+    pub sender_pos: Option<i64>,
+}
+
+/// What one batch of messages writes, decided from what the database holds; each backend's
+/// `write_batch` stores it in one transaction and returns, by index into `batch`, each stored
+/// message with its events' positions (ascending by user).
+pub(crate) struct BatchWrite<'a> {
+    pub batch: &'a [super::NewMessage],
+    /// The messages to store (indexes into `batch`) by chat, chats ascending; a chat's messages
+    /// in batch order, which is the order of their `seq`.
+    pub by_chat: std::collections::BTreeMap<i64, Vec<usize>>,
+    /// The events to append (indexes into `batch`) by member, members ascending; a member's in
+    /// the order of their positions.
+    pub events_of: std::collections::BTreeMap<i64, Vec<usize>>,
+    /// (chat, sender) of a sender's first message in a chat: their `reached_out` turns true.
+    pub first_words: Vec<(i64, i64)>,
+    /// The chats' new `last_activity_at`.
+    pub now: super::Millis,
+}
+
+/// What `write_batch` returns for each message of a batch: the stored message and its events.
+pub(crate) type Written = Option<(super::MessageRecord, Vec<super::EventPos>)>;
 
 /// The chat list query for member `$1`; `$filter` narrows it (e.g. to one chat, `$2`).
 macro_rules! chat_query {

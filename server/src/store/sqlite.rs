@@ -7,8 +7,8 @@ use sqlx::{
 };
 
 use super::{
-    sql::{batch_members_select, chat_query, impl_store, BatchMember, NewEvent},
-    MessageRecord, Millis, NewMessage, StoreError, StoreResult,
+    sql::{batch_members_select, chat_query, impl_store, BatchMember, BatchWrite, CommittedMessage, NewEvent, Written},
+    EventPos, MessageRecord, Millis, NewMessage, StoreError, StoreResult,
 };
 
 /// SQLite allows one writer at a time. Writes go through a single connection, so they queue in
@@ -89,21 +89,25 @@ const EVENTS_PER_INSERT: usize = 2048;
 /// parsing a new shape is cheap next to writing the rows.
 impl SqliteStore {
     async fn committed_messages(
-        tx: &mut sqlx::Transaction<'_, Sqlite>,
+        conn: &mut SqliteConnection,
         batch: &[NewMessage],
-    ) -> StoreResult<Vec<MessageRecord>> {
-        // The unique index on the pair serves each lookup.
-        let mut query = QueryBuilder::<Sqlite>::new("SELECT * FROM messages WHERE (sender_id, client_id) IN (VALUES ");
+    ) -> StoreResult<Vec<CommittedMessage>> {
+        // The unique index on the pair serves each lookup, and `events_message` the sender's event.
+        let mut query = QueryBuilder::<Sqlite>::new(
+            "SELECT m.*, e.pos AS sender_pos FROM messages m
+             LEFT JOIN events e ON e.message_id = m.id AND e.user_id = m.sender_id
+             WHERE (m.sender_id, m.client_id) IN (VALUES ",
+        );
         let mut pairs = query.separated(", ");
         for m in batch {
             pairs.push("(").push_bind_unseparated(m.sender_id).push_unseparated(", ");
             pairs.push_bind_unseparated(m.client_id.clone()).push_unseparated(")");
         }
         query.push(")");
-        Ok(query.build_query_as().fetch_all(&mut **tx).await?)
+        Ok(query.build_query_as().fetch_all(conn).await?)
     }
 
-    async fn batch_members(tx: &mut sqlx::Transaction<'_, Sqlite>, chat_ids: &[i64]) -> StoreResult<Vec<BatchMember>> {
+    async fn batch_members(conn: &mut SqliteConnection, chat_ids: &[i64]) -> StoreResult<Vec<BatchMember>> {
         let mut query = QueryBuilder::<Sqlite>::new(batch_members_select!());
         query.push(" WHERE cm.chat_id IN (");
         let mut list = query.separated(", ");
@@ -111,7 +115,60 @@ impl SqliteStore {
             list.push_bind(*id);
         }
         list.push_unseparated(") ORDER BY cm.user_id");
-        Ok(query.build_query_as().fetch_all(&mut **tx).await?)
+        Ok(query.build_query_as().fetch_all(conn).await?)
+    }
+
+    /// Stores a batch in one transaction, a statement per step: counters of the chats, the
+    /// messages, counters of the members, their events.
+    async fn write_batch(conn: &mut SqliteConnection, w: &BatchWrite<'_>) -> StoreResult<Vec<Written>> {
+        let batch = w.batch;
+        let mut tx = conn.begin().await?;
+        let counts = w.by_chat.iter().map(|(&chat, list)| (chat, list.len() as i64));
+        let last_seq = Self::bump(&mut tx, "chats", "last_seq", Some(w.now), counts).await?;
+        let mut rows = Vec::new();
+        for (chat_id, indexes) in &w.by_chat {
+            let first_seq = last_seq[chat_id] - indexes.len() as i64 + 1;
+            rows.extend(indexes.iter().enumerate().map(|(k, &i)| (i, first_seq + k as i64)));
+        }
+        let index_of: HashMap<(i64, i64), usize> = rows.iter().map(|&(i, seq)| ((batch[i].chat_id, seq), i)).collect();
+        let mut stored: Vec<Option<MessageRecord>> = vec![None; batch.len()];
+        for message in Self::insert_messages(&mut tx, batch, &rows).await? {
+            let i = index_of[&(message.chat_id, message.seq)];
+            stored[i] = Some(message);
+        }
+
+        let counts = w.events_of.iter().map(|(&user, list)| (user, list.len() as i64));
+        let last_pos = Self::bump(&mut tx, "users", "last_event_pos", None, counts).await?;
+        let mut positions: Vec<Vec<EventPos>> = vec![Vec::new(); batch.len()];
+        let mut events = Vec::new();
+        for (user_id, indexes) in &w.events_of {
+            let first_pos = last_pos[user_id] - indexes.len() as i64 + 1;
+            for (k, &i) in indexes.iter().enumerate() {
+                let pos = first_pos + k as i64;
+                let message = stored[i].as_ref().expect("inserted above");
+                positions[i].push(EventPos { user_id: *user_id, pos });
+                events.push(NewEvent {
+                    user_id: *user_id,
+                    pos,
+                    kind: "message",
+                    chat_id: message.chat_id,
+                    message_id: Some(message.id),
+                    reader: None,
+                    created_at: message.created_at,
+                });
+            }
+        }
+        Self::insert_events(&mut tx, &events).await?;
+        // Rare: one statement per sender and chat.
+        for &(chat_id, user_id) in &w.first_words {
+            sqlx::query("UPDATE chat_members SET reached_out = TRUE WHERE chat_id = $1 AND user_id = $2")
+                .bind(chat_id)
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(stored.into_iter().zip(positions).map(|(message, events)| Some((message?, events))).collect())
     }
 
     /// Inserts `batch[i]` with sequence number `seq` for each `(i, seq)` of `rows`.
