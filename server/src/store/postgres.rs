@@ -31,6 +31,9 @@ impl PgStore {
         Ok(Self { pool })
     }
 
+    /// Writers lock the rows they move in one order, so any number may run at once.
+    const MAX_WRITERS: usize = usize::MAX;
+
     fn reader(&self) -> &PgPool {
         &self.pool
     }

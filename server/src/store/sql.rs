@@ -2,7 +2,9 @@
 //! `RETURNING` and `ON CONFLICT`, and both schemas use BIGINT ids and millisecond times, so one
 //! text serves both; each backend module supplies its pools and calls `impl_store!`.
 
-/// Implements `Store` for a type with `reader()` and `writer()` pools of database `$db`.
+/// Implements `Store` for a type with `reader()` and `writer()` pools of database `$db`, a
+/// `MAX_WRITERS` constant and the batch statements (`committed_messages`, `batch_members`,
+/// `write_batch`, `bump`, `insert_events`).
 macro_rules! impl_store {
     ($store:ty, $db:ty, $backend:literal) => {
         // A block of its own, so the glob import stays inside the expansion.
@@ -192,8 +194,7 @@ macro_rules! impl_store {
             }
 
             fn max_writers(&self) -> usize {
-                // SQLite takes one writer at a time (and Parley gives it one connection for it).
-                if $backend == "sqlite" { 1 } else { usize::MAX }
+                Self::MAX_WRITERS
             }
 
             async fn ping(&self) -> StoreResult<()> {

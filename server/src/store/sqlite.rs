@@ -48,6 +48,9 @@ impl SqliteStore {
         Ok(Self { reader, writer })
     }
 
+    /// SQLite takes one writer at a time, and Parley gives it one connection for it.
+    const MAX_WRITERS: usize = 1;
+
     fn reader(&self) -> &SqlitePool {
         &self.reader
     }
