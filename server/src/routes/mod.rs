@@ -11,7 +11,7 @@ use axum::{
 use tower_http::{
     services::{ServeDir, ServeFile},
     set_header::SetResponseHeaderLayer,
-    trace::TraceLayer,
+    trace::{DefaultOnFailure, TraceLayer},
 };
 use utoipa::{
     openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme},
@@ -159,11 +159,18 @@ pub fn router(state: AppState) -> Router {
     };
     let app = app
         .layer(DefaultBodyLimit::max(max_body))
-        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
-            // The matched route, never the raw path: it keeps ids and tokens out of logs.
-            let route = request.extensions().get::<MatchedPath>().map(MatchedPath::as_str).unwrap_or("-");
-            tracing::info_span!("http", method = %request.method(), route)
-        }))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &Request<_>| {
+                    // The matched route, never the raw path: it keeps ids and tokens out of logs.
+                    let route = request.extensions().get::<MatchedPath>().map(MatchedPath::as_str).unwrap_or("-");
+                    tracing::info_span!("http", method = %request.method(), route)
+                })
+                // `ApiError` logs each failure once, at the level it deserves (a fault of ours at
+                // ERROR, the database away at WARN); tower_http would log every 5xx again at
+                // ERROR, an unavailable database included.
+                .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
+        )
         .with_state(state);
     security_headers(app)
 }

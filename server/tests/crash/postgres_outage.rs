@@ -99,6 +99,10 @@ async fn postgres_restarted_under_the_server() {
     assert_refused(login, &["unavailable"]).await;
     // Ada's socket is still open and answered.
     talk.socket_still_answers().await;
+    // Each refusal is logged once, as a warning: an unavailable database is no fault of ours.
+    let log = server.log();
+    assert!(log.contains("request failed: database unavailable"), "{log}");
+    assert!(!log.contains("tower_http"), "the 503s were logged a second time:\n{log}");
     let instance = http.get(format!("{}/api/v1/instance", server.url())).send().await.unwrap();
     assert!(instance.status().is_success(), "the server process answers without its database");
     let outage = stopped_at.elapsed();

@@ -31,7 +31,14 @@ impl ServerProcess {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// What the server logged (stderr, every start of it).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("server.log")).unwrap_or_default()
+    }
+
     async fn spawn(&mut self) {
+        std::fs::create_dir_all(&self.data_dir).unwrap();
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.data_dir.join("server.log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_parley-server"))
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -40,6 +47,7 @@ impl ServerProcess {
             .env("PARLEY_LOG", std::env::var("PARLEY_E2E_LOG").unwrap_or_else(|_| "warn".into()))
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("start parley-server");
         self.child = Some(child);
@@ -51,7 +59,7 @@ impl ServerProcess {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        panic!("parley-server did not come up on port {}", self.port);
+        panic!("parley-server did not come up on port {}:\n{}", self.port, self.log());
     }
 
     /// SIGKILL: no goodbye to anyone, nothing flushed that was not already durable.
