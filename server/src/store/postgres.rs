@@ -92,20 +92,17 @@ impl PgStore {
             w.by_chat.iter().map(|(&chat, list)| (chat, list.len() as i64)).unzip();
         let (user_ids, user_counts): (Vec<i64>, Vec<i64>) =
             w.events_of.iter().map(|(&user, list)| (user, list.len() as i64)).unzip();
-        // Positions (1-based, as SQL arrays count) of each message in the message arrays, and of
-        // its chat in `chat_ids`, and its rank in the chat.
+        // Each message's position (1-based, as SQL arrays count) in the message arrays, which hold
+        // them chat by chat in `by_chat`'s order, each with its chat's position in `chat_ids`
+        // and its rank in the chat.
         let mut position = vec![0_i32; batch.len()];
-        let mut chat_index = vec![0_i32; batch.len()];
-        let mut rank_in_chat = vec![0_i64; batch.len()];
         let mut messages = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for (c, (&chat_id, indexes)) in w.by_chat.iter().enumerate() {
             for (k, &i) in indexes.iter().enumerate() {
                 let m = &batch[i];
                 messages.0.push(c as i32 + 1);
+                messages.1.push(k as i64 + 1);
                 position[i] = messages.0.len() as i32;
-                chat_index[i] = c as i32 + 1;
-                rank_in_chat[i] = k as i64 + 1;
-                messages.1.push(rank_in_chat[i]);
                 messages.2.push(chat_id);
                 messages.3.push(m.sender_id);
                 messages.4.push(m.client_id.as_str());
@@ -201,13 +198,13 @@ impl PgStore {
         }
 
         let mut written: Vec<Written> = vec![None; batch.len()];
-        for indexes in w.by_chat.values() {
-            for &i in indexes {
+        for (c, indexes) in w.by_chat.values().enumerate() {
+            for (k, &i) in indexes.iter().enumerate() {
                 let m = &batch[i];
                 let message = MessageRecord {
                     id: ids[position[i] as usize - 1],
                     chat_id: m.chat_id,
-                    seq: seq_before[chat_index[i] as usize - 1] + rank_in_chat[i],
+                    seq: seq_before[c] + k as i64 + 1,
                     sender_id: m.sender_id,
                     client_id: m.client_id.clone(),
                     body: m.body.clone(),
