@@ -104,7 +104,7 @@ impl SqliteStore {
         let mut pairs = query.separated(", ");
         for m in batch {
             pairs.push("(").push_bind_unseparated(m.sender_id).push_unseparated(", ");
-            pairs.push_bind_unseparated(m.client_id.clone()).push_unseparated(")");
+            pairs.push_bind_unseparated(m.client_id.as_str()).push_unseparated(")");
         }
         query.push(")");
         Ok(query.build_query_as().fetch_all(conn).await?)
@@ -135,9 +135,18 @@ impl SqliteStore {
         }
         let index_of: HashMap<(i64, i64), usize> = rows.iter().map(|&(i, seq)| ((batch[i].chat_id, seq), i)).collect();
         let mut stored: Vec<Option<MessageRecord>> = vec![None; batch.len()];
-        for message in Self::insert_messages(&mut tx, batch, &rows).await? {
-            let i = index_of[&(message.chat_id, message.seq)];
-            stored[i] = Some(message);
+        for (id, chat_id, seq) in Self::insert_messages(&mut tx, batch, &rows).await? {
+            let i = index_of[&(chat_id, seq)];
+            let m = &batch[i];
+            stored[i] = Some(MessageRecord {
+                id,
+                chat_id,
+                seq,
+                sender_id: m.sender_id,
+                client_id: m.client_id.clone(),
+                body: m.body.clone(),
+                created_at: m.now,
+            });
         }
 
         let counts = w.events_of.iter().map(|(&user, list)| (user, list.len() as i64));
@@ -174,12 +183,15 @@ impl SqliteStore {
         Ok(stored.into_iter().zip(positions).map(|(message, events)| Some((message?, events))).collect())
     }
 
-    /// Inserts `batch[i]` with sequence number `seq` for each `(i, seq)` of `rows`.
+    /// Inserts `batch[i]` with sequence number `seq` for each `(i, seq)` of `rows`; returns each
+    /// row's `(id, chat_id, seq)`, in no particular order. Only the id is new: returning whole
+    /// rows sent every body back through the connection's channel, a third of the insert's time
+    /// at full speed (docs/BENCHMARKS.md).
     async fn insert_messages(
         tx: &mut sqlx::Transaction<'_, Sqlite>,
         batch: &[NewMessage],
         rows: &[(usize, i64)],
-    ) -> StoreResult<Vec<MessageRecord>> {
+    ) -> StoreResult<Vec<(i64, i64, i64)>> {
         let mut query =
             QueryBuilder::<Sqlite>::new("INSERT INTO messages (chat_id, seq, sender_id, client_id, body, created_at) ");
         query.push_values(rows, |mut row, &(i, seq)| {
@@ -187,11 +199,11 @@ impl SqliteStore {
             row.push_bind(m.chat_id)
                 .push_bind(seq)
                 .push_bind(m.sender_id)
-                .push_bind(m.client_id.clone())
-                .push_bind(m.body.clone())
+                .push_bind(m.client_id.as_str())
+                .push_bind(m.body.as_str())
                 .push_bind(m.now);
         });
-        query.push(" RETURNING *");
+        query.push(" RETURNING id, chat_id, seq");
         Ok(query.build_query_as().fetch_all(&mut **tx).await?)
     }
 
