@@ -56,24 +56,41 @@ macro_rules! impl_store {
 
             /// One attempt at a batch; `Conflict` if a `client_id` was taken by a writer that
             /// committed meanwhile (another node), which the next attempt sees as a duplicate.
+            /// `None` when `look_up_resends` is off and the batch may hold a resend: the next
+            /// attempt must look them up.
             ///
-            /// Two reads decide what the batch stores, then the backend's `write_batch` stores
-            /// it in one transaction. The reads run before that transaction, as they would inside
-            /// it at READ COMMITTED: what they saw can change before the write either way, and the
+            /// Reads decide what the batch stores, then the backend's `write_batch` stores it in
+            /// one transaction. The reads run before that transaction, as they would inside it at
+            /// READ COMMITTED: what they saw can change before the write either way, and the
             /// write holds against it (a `client_id` taken meanwhile fails its unique index, a
             /// chat gone meanwhile its counter; both are tried again). SQLite has one writer
             /// connection, held here throughout, so nothing else writes in between.
-            async fn try_send_batch(&self, batch: &[NewMessage]) -> StoreResult<Vec<SendOutcome>> {
+            ///
+            /// Resends are rare (a client resends only what it sent before a lost connection),
+            /// so the first attempt does not look for them: a resend of a stored message then
+            /// breaks the unique index on `(sender_id, client_id)` and the whole write fails,
+            /// storing nothing. Only a message that would be refused (a block, a chat left) must
+            /// be looked up before it is answered, since it may be the resend of one stored
+            /// before: the refusal must not hide that it was.
+            async fn try_send_batch(
+                &self,
+                batch: &[NewMessage],
+                look_up_resends: bool,
+            ) -> StoreResult<Option<Vec<SendOutcome>>> {
                 use std::collections::{BTreeMap, HashMap, HashSet};
                 let mut conn = self.writer().acquire().await?;
                 let mut outcomes: Vec<Option<SendOutcome>> = vec![None; batch.len()];
 
                 // Resends of committed messages, by (sender_id, client_id) pairs.
-                let committed: HashMap<(i64, String), CommittedMessage> = Self::committed_messages(&mut conn, batch)
-                    .await?
-                    .into_iter()
-                    .map(|c| ((c.message.sender_id, c.message.client_id.clone()), c))
-                    .collect();
+                let committed: HashMap<(i64, String), CommittedMessage> = if look_up_resends {
+                    Self::committed_messages(&mut conn, batch)
+                        .await?
+                        .into_iter()
+                        .map(|c| ((c.message.sender_id, c.message.client_id.clone()), c))
+                        .collect()
+                } else {
+                    HashMap::new()
+                };
 
                 // Members of every chat in the batch, each with whether they block the other
                 // member: a block holds back a message that would be stored.
@@ -133,6 +150,9 @@ macro_rules! impl_store {
                     }
                 }
 
+                if !look_up_resends && outcomes.iter().any(Option::is_some) {
+                    return Ok(None);
+                }
                 if !by_chat.is_empty() {
                     let mut events_of: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
                     // A first message reaches out: (chat, sender), once each.
@@ -150,7 +170,10 @@ macro_rules! impl_store {
                     }
                     let now = batch.iter().map(|m| m.now).max().unwrap_or_default();
                     let plan = BatchWrite { batch, by_chat, events_of, first_words, now };
-                    let mut written = Self::write_batch(&mut conn, &plan).await?;
+                    let mut written = match Self::write_batch(&mut conn, &plan).await {
+                        Err(StoreError::Conflict) if !look_up_resends => return Ok(None),
+                        written => written?,
+                    };
                     if written.len() != batch.len()
                         || plan.by_chat.values().flatten().any(|&i| written[i].is_none())
                     {
@@ -183,7 +206,7 @@ macro_rules! impl_store {
                         _ => SendOutcome::ClientIdReused,
                     });
                 }
-                Ok(outcomes.into_iter().map(|o| o.expect("every message has an outcome")).collect())
+                Ok(Some(outcomes.into_iter().map(|o| o.expect("every message has an outcome")).collect()))
             }
         }
 
@@ -521,12 +544,14 @@ macro_rules! impl_store {
             #[tracing::instrument(skip_all)]
             async fn send_messages(&self, batch: &[NewMessage]) -> StoreResult<Vec<SendOutcome>> {
                 let _timer = $crate::metrics::StoreTimer::start("send_messages");
-                let mut attempts = 0;
+                let (mut look_up_resends, mut retries) = (false, 0);
                 loop {
-                    attempts += 1;
-                    match self.try_send_batch(batch).await {
-                        Err(StoreError::Conflict | StoreError::Retry) if attempts < 3 => continue,
-                        other => return other,
+                    match self.try_send_batch(batch, look_up_resends).await {
+                        Ok(Some(outcomes)) => return Ok(outcomes),
+                        Ok(None) => look_up_resends = true,
+                        Err(StoreError::Conflict) if !look_up_resends => look_up_resends = true,
+                        Err(StoreError::Conflict | StoreError::Retry) if retries < 2 => retries += 1,
+                        Err(err) => return Err(err),
                     }
                 }
             }

@@ -72,6 +72,50 @@ async fn a_batch_stores_each_message_once_with_gapless_positions(backend: Backen
     assert_eq!(store.messages_before(ada_bo, i64::MAX, 10).await.unwrap().len(), 2);
 }
 
+on_both_backends!(a_resend_is_answered_as_stored_even_beside_new_messages_or_after_a_block);
+
+/// The first attempt at a batch does not look for resends; a resend must still be answered with
+/// the stored message, whether new messages share its batch or a block would now refuse it.
+async fn a_resend_is_answered_as_stored_even_beside_new_messages_or_after_a_block(backend: Backend) {
+    let app = spawn(backend).await;
+    let store = store::connect(&app.config.database_url()).await.unwrap();
+    let mut ids = Vec::new();
+    for name in ["ada", "bo"] {
+        let email = format!("{name}@example.org");
+        let user =
+            store.create_user(NewUser { email: &email, display_name: name, password_hash: "!", now: 1 }).await.unwrap();
+        ids.push(user.id);
+    }
+    let (ada, bo) = (ids[0], ids[1]);
+    let chat_id = store.create_chat(ada, bo, 1).await.unwrap().chat_id;
+    let message = |n: u32, body: &str| NewMessage {
+        chat_id,
+        sender_id: ada,
+        client_id: format!("00000000-0000-4000-8000-{n:012}"),
+        body: body.into(),
+        now: 2,
+    };
+
+    let first = store.send_messages(&[message(1, "one")]).await.unwrap();
+    let SendOutcome::Created { message: one, .. } = &first[0] else { panic!("{first:?}") };
+    // The resend between two new messages: its answer, and theirs, as if sent one by one.
+    let outcomes = store.send_messages(&[message(2, "two"), message(1, "one"), message(3, "three")]).await.unwrap();
+    let [SendOutcome::Created { message: two, .. }, SendOutcome::Duplicate { message: again, .. }, SendOutcome::Created { message: three, .. }] =
+        &outcomes[..]
+    else {
+        panic!("{outcomes:?}")
+    };
+    assert_eq!(again, one);
+    assert_eq!((two.seq, three.seq), (2, 3), "no position is lost to the resend");
+
+    // Bo blocks Ada: her new messages are refused, her resends still answered as stored.
+    store.block(bo, ada, 3).await.unwrap();
+    let outcomes = store.send_messages(&[message(1, "one"), message(4, "four")]).await.unwrap();
+    assert!(matches!(&outcomes[0], SendOutcome::Duplicate { message, .. } if message == one), "{outcomes:?}");
+    assert!(matches!(outcomes[1], SendOutcome::Blocked { by_sender: false }), "{outcomes:?}");
+    assert_eq!(store.messages_before(chat_id, i64::MAX, 10).await.unwrap().len(), 3);
+}
+
 /// The batch reads its chats' members before it writes. A chat deleted in between (its last
 /// member's account deleted, committed while the batch waits for the chat's row) is seen on the
 /// next attempt: the message is refused and nothing of it stored. Postgres only: SQLite's one
