@@ -128,26 +128,32 @@ impl SqliteStore {
         let mut tx = conn.begin().await?;
         let counts = w.by_chat.iter().map(|(&chat, list)| (chat, list.len() as i64));
         let last_seq = Self::bump(&mut tx, "chats", "last_seq", Some(w.now), counts).await?;
-        let mut rows = Vec::new();
+        // The ids too are handed out here: this transaction holds SQLite's one write lock since
+        // the update above, and `sqlite_sequence` keeps the largest id `messages` ever had (its
+        // id is AUTOINCREMENT, so an id is never used twice), which the insert moves on.
+        let (last_id,): (i64,) =
+            sqlx::query_as("SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'messages'), 0)")
+                .fetch_one(&mut *tx)
+                .await?;
+        let mut stored: Vec<Option<MessageRecord>> = vec![None; batch.len()];
+        let mut id = last_id;
         for (chat_id, indexes) in &w.by_chat {
             let first_seq = last_seq[chat_id] - indexes.len() as i64 + 1;
-            rows.extend(indexes.iter().enumerate().map(|(k, &i)| (i, first_seq + k as i64)));
+            for (k, &i) in indexes.iter().enumerate() {
+                let m = &batch[i];
+                id += 1;
+                stored[i] = Some(MessageRecord {
+                    id,
+                    chat_id: *chat_id,
+                    seq: first_seq + k as i64,
+                    sender_id: m.sender_id,
+                    client_id: m.client_id.clone(),
+                    body: m.body.clone(),
+                    created_at: m.now,
+                });
+            }
         }
-        let index_of: HashMap<(i64, i64), usize> = rows.iter().map(|&(i, seq)| ((batch[i].chat_id, seq), i)).collect();
-        let mut stored: Vec<Option<MessageRecord>> = vec![None; batch.len()];
-        for (id, chat_id, seq) in Self::insert_messages(&mut tx, batch, &rows).await? {
-            let i = index_of[&(chat_id, seq)];
-            let m = &batch[i];
-            stored[i] = Some(MessageRecord {
-                id,
-                chat_id,
-                seq,
-                sender_id: m.sender_id,
-                client_id: m.client_id.clone(),
-                body: m.body.clone(),
-                created_at: m.now,
-            });
-        }
+        Self::insert_messages(&mut tx, stored.iter().flatten()).await?;
 
         let counts = w.events_of.iter().map(|(&user, list)| (user, list.len() as i64));
         let last_pos = Self::bump(&mut tx, "users", "last_event_pos", None, counts).await?;
@@ -183,28 +189,27 @@ impl SqliteStore {
         Ok(stored.into_iter().zip(positions).map(|(message, events)| Some((message?, events))).collect())
     }
 
-    /// Inserts `batch[i]` with sequence number `seq` for each `(i, seq)` of `rows`; returns each
-    /// row's `(id, chat_id, seq)`, in no particular order. Only the id is new: returning whole
-    /// rows sent every body back through the connection's channel, a third of the insert's time
+    /// Inserts the messages, ids and all. Nothing comes back: returning rows sent each through
+    /// the connection's channel, and whole rows (every body) were a third of the insert's time
     /// at full speed (docs/BENCHMARKS.md).
     async fn insert_messages(
         tx: &mut sqlx::Transaction<'_, Sqlite>,
-        batch: &[NewMessage],
-        rows: &[(usize, i64)],
-    ) -> StoreResult<Vec<(i64, i64, i64)>> {
-        let mut query =
-            QueryBuilder::<Sqlite>::new("INSERT INTO messages (chat_id, seq, sender_id, client_id, body, created_at) ");
-        query.push_values(rows, |mut row, &(i, seq)| {
-            let m = &batch[i];
-            row.push_bind(m.chat_id)
-                .push_bind(seq)
+        messages: impl Iterator<Item = &MessageRecord>,
+    ) -> StoreResult<()> {
+        let mut query = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO messages (id, chat_id, seq, sender_id, client_id, body, created_at) ",
+        );
+        query.push_values(messages, |mut row, m| {
+            row.push_bind(m.id)
+                .push_bind(m.chat_id)
+                .push_bind(m.seq)
                 .push_bind(m.sender_id)
                 .push_bind(m.client_id.as_str())
                 .push_bind(m.body.as_str())
-                .push_bind(m.now);
+                .push_bind(m.created_at);
         });
-        query.push(" RETURNING id, chat_id, seq");
-        Ok(query.build_query_as().fetch_all(&mut **tx).await?)
+        query.build().execute(&mut **tx).await?;
+        Ok(())
     }
 
     /// Adds `count` to `column` of each row `(id, count)` in one statement (and sets
