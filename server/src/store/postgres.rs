@@ -11,6 +11,9 @@ use super::{
     EventPos, MessageRecord, Millis, NewMessage, StoreError, StoreResult,
 };
 
+/// A pooled connection idle this long is pinged before it is used again.
+const PING_AFTER_IDLE: std::time::Duration = std::time::Duration::from_secs(1);
+
 pub struct PgStore {
     pool: PgPool,
 }
@@ -22,6 +25,19 @@ impl PgStore {
         let options = PgConnectOptions::from_str(url).map_err(StoreError::Database)?;
         let pool = PgPoolOptions::new()
             .max_connections(16)
+            // sqlx pings every connection it hands out: a round trip before each batch of
+            // messages. Only one idle for a while is pinged (it may have outlived a restart of
+            // the database); one in steady use fails its next query instead, the answer a lost
+            // connection gets anyway. docs/BENCHMARKS.md has the figures.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= PING_AFTER_IDLE {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
             // While the database is away, a request waits this long for a connection before its
             // client hears "unavailable" (sqlx's default, 30 s, outlasts most clients' patience).
             .acquire_timeout(acquire_timeout)
