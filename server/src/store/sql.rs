@@ -172,7 +172,7 @@ macro_rules! impl_store {
                     let plan = BatchWrite { batch, by_chat, events_of, first_words, now };
                     let mut written = match Self::write_batch(&mut conn, &plan).await {
                         Err(StoreError::Conflict) if !look_up_resends => return Ok(None),
-                        written => written?,
+                        result => result?,
                     };
                     if written.len() != batch.len()
                         || plan.by_chat.values().flatten().any(|&i| written[i].is_none())
@@ -549,7 +549,6 @@ macro_rules! impl_store {
                     match self.try_send_batch(batch, look_up_resends).await {
                         Ok(Some(outcomes)) => return Ok(outcomes),
                         Ok(None) => look_up_resends = true,
-                        Err(StoreError::Conflict) if !look_up_resends => look_up_resends = true,
                         Err(StoreError::Conflict | StoreError::Retry) if retries < 2 => retries += 1,
                         Err(err) => return Err(err),
                     }
