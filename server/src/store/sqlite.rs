@@ -86,6 +86,8 @@ impl_store!(SqliteStore, Sqlite, "sqlite");
 /// Rows of events per statement: eight parameters each, under SQLite's limit of 32,766 per
 /// statement whatever the batch size (a 1:1 chat makes two events per message).
 const EVENTS_PER_INSERT: usize = 2048;
+/// Rows of messages per statement: seven parameters each, under the same limit.
+const MESSAGES_PER_INSERT: usize = 4096;
 
 /// The statements of a batch of messages, as multi-row statements built to the batch's size:
 /// SQLite runs in this process, so a statement costs its execution, not a round trip, and
@@ -153,7 +155,10 @@ impl SqliteStore {
                 });
             }
         }
-        Self::insert_messages(&mut tx, stored.iter().flatten()).await?;
+        let rows: Vec<&MessageRecord> = stored.iter().flatten().collect();
+        for chunk in rows.chunks(MESSAGES_PER_INSERT) {
+            Self::insert_messages(&mut tx, chunk).await?;
+        }
 
         let counts = w.events_of.iter().map(|(&user, list)| (user, list.len() as i64));
         let last_pos = Self::bump(&mut tx, "users", "last_event_pos", None, counts).await?;
@@ -192,10 +197,7 @@ impl SqliteStore {
     /// Inserts the messages, ids and all. Nothing comes back: returning rows sent each through
     /// the connection's channel, and whole rows (every body) were a third of the insert's time
     /// at full speed (docs/BENCHMARKS.md).
-    async fn insert_messages(
-        tx: &mut sqlx::Transaction<'_, Sqlite>,
-        messages: impl Iterator<Item = &MessageRecord>,
-    ) -> StoreResult<()> {
+    async fn insert_messages(tx: &mut sqlx::Transaction<'_, Sqlite>, messages: &[&MessageRecord]) -> StoreResult<()> {
         let mut query = QueryBuilder::<Sqlite>::new(
             "INSERT INTO messages (id, chat_id, seq, sender_id, client_id, body, created_at) ",
         );

@@ -116,6 +116,44 @@ async fn a_resend_is_answered_as_stored_even_beside_new_messages_or_after_a_bloc
     assert_eq!(store.messages_before(chat_id, i64::MAX, 10).await.unwrap().len(), 3);
 }
 
+on_both_backends!(a_batch_larger_than_one_statement_takes_is_stored_whole);
+
+/// SQLite takes at most 32,766 parameters a statement, so a big batch is inserted in several;
+/// the batch stays one transaction with gapless positions.
+async fn a_batch_larger_than_one_statement_takes_is_stored_whole(backend: Backend) {
+    let app = spawn(backend).await;
+    let store = store::connect(&app.config.database_url()).await.unwrap();
+    let mut ids = Vec::new();
+    for name in ["ada", "bo"] {
+        let email = format!("{name}@example.org");
+        let user =
+            store.create_user(NewUser { email: &email, display_name: name, password_hash: "!", now: 1 }).await.unwrap();
+        ids.push(user.id);
+    }
+    let chat_id = store.create_chat(ids[0], ids[1], 1).await.unwrap().chat_id;
+    const COUNT: u64 = 5_000;
+    let batch: Vec<NewMessage> = (1..=COUNT)
+        .map(|n| NewMessage {
+            chat_id,
+            sender_id: ids[(n % 2) as usize],
+            client_id: format!("00000000-0000-4000-8000-{n:012}"),
+            body: format!("message {n}"),
+            now: 2,
+        })
+        .collect();
+    let outcomes = store.send_messages(&batch).await.unwrap();
+    let mut last_id = 0;
+    for (n, outcome) in (1..=COUNT).zip(&outcomes) {
+        let SendOutcome::Created { message, .. } = outcome else { panic!("message {n}: {outcome:?}") };
+        assert_eq!((message.seq, message.body.as_str()), (n as i64, format!("message {n}").as_str()));
+        assert!(message.id > last_id, "ids grow with the position");
+        last_id = message.id;
+    }
+    let stored = store.messages_before(chat_id, i64::MAX, COUNT as i64 + 1).await.unwrap();
+    assert_eq!(stored.len(), COUNT as usize);
+    assert_eq!(stored[0].id, last_id, "the ids handed out are the ids stored");
+}
+
 /// The batch reads its chats' members before it writes. A chat deleted in between (its last
 /// member's account deleted, committed while the batch waits for the chat's row) is seen on the
 /// next attempt: the message is refused and nothing of it stored. Postgres only: SQLite's one
