@@ -81,8 +81,9 @@ pub struct Config {
     /// Frames per second one connection may send, with a burst of twice that
     /// (`PARLEY_WS_FRAMES_PER_SEC`); beyond, it is closed as a flood.
     pub ws_frames_per_sec: u32,
-    /// Most messages stored in one transaction (`PARLEY_MAX_COMMIT_BATCH`). Under load, batches
-    /// are as large as this allows: 1,024 delivered ~60% more than 256 on SQLite and Postgres.
+    /// Most messages stored in one transaction (`PARLEY_MAX_COMMIT_BATCH`, at most
+    /// [`MAX_COMMIT_BATCH`]). Under load, batches are as large as this allows: 1,024 delivered
+    /// ~60% more than 256 on SQLite and Postgres.
     pub max_commit_batch: usize,
     /// Group-commit writers (`PARLEY_COMMIT_WRITERS`), each storing the messages of its share of
     /// the chats; on Postgres two deliver ~20% more than one here. SQLite always has one.
@@ -246,6 +247,9 @@ impl Default for Config {
     }
 }
 
+/// The largest `PARLEY_MAX_COMMIT_BATCH` allowed.
+pub const MAX_COMMIT_BATCH: usize = 10_000;
+
 impl Config {
     /// Reads the layers from the real environment.
     pub fn load() -> Result<Self, Box<figment::Error>> {
@@ -284,6 +288,11 @@ impl Config {
         }
         if self.presence_ttl_secs < 2 {
             return Err("PARLEY_PRESENCE_TTL_SECS must be at least 2".into());
+        }
+        // A batch's resend lookup on SQLite binds two parameters a message, under its 32,766 per
+        // statement; far past the default, batches only add latency anyway.
+        if !(1..=MAX_COMMIT_BATCH).contains(&self.max_commit_batch) {
+            return Err(format!("PARLEY_MAX_COMMIT_BATCH must be between 1 and {MAX_COMMIT_BATCH}"));
         }
         Ok(self)
     }
@@ -371,6 +380,18 @@ mod tests {
     fn a_bad_trusted_proxy_is_a_configuration_error_that_names_it() {
         let err = with("trusted_proxies", "10.0.0.0/8, proxy.local").unwrap_err();
         assert!(err.to_string().contains("proxy.local"), "{err}");
+    }
+
+    #[test]
+    fn a_commit_batch_must_be_one_a_statement_can_take() {
+        let with_batch = |n: usize| {
+            Config::from_figment(Figment::from(Serialized::defaults(Config::default())).merge(("max_commit_batch", n)))
+        };
+        assert_eq!(with_batch(4096).unwrap().max_commit_batch, 4096);
+        for bad in [0, 20_000] {
+            let err = with_batch(bad).unwrap_err();
+            assert!(err.to_string().contains("PARLEY_MAX_COMMIT_BATCH"), "{bad}: {err}");
+        }
     }
 
     #[test]
