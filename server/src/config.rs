@@ -248,7 +248,7 @@ impl Default for Config {
 }
 
 /// The largest `PARLEY_MAX_COMMIT_BATCH` allowed.
-pub const MAX_COMMIT_BATCH: usize = 10_000;
+pub const MAX_COMMIT_BATCH: usize = 5_000;
 
 impl Config {
     /// Reads the layers from the real environment.
@@ -289,8 +289,9 @@ impl Config {
         if self.presence_ttl_secs < 2 {
             return Err("PARLEY_PRESENCE_TTL_SECS must be at least 2".into());
         }
-        // A batch's resend lookup on SQLite binds two parameters a message, under its 32,766 per
-        // statement; far past the default, batches only add latency anyway.
+        // On SQLite one statement moves the counters of a batch's members, three parameters for
+        // each of up to two a message, under SQLite's 32,766 a statement; far past the default,
+        // batches only add latency anyway.
         if !(1..=MAX_COMMIT_BATCH).contains(&self.max_commit_batch) {
             return Err(format!("PARLEY_MAX_COMMIT_BATCH must be between 1 and {MAX_COMMIT_BATCH}"));
         }
