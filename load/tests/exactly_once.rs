@@ -23,7 +23,7 @@ async fn server(data_dir: PathBuf, database_url: Option<String>) -> (String, Con
     };
     config.rate_limits.messages_per_user = 0;
     config.rate_limits.new_chat_per_user = 0;
-    let listener = tokio::net::TcpListener::bind(config.bind).await.unwrap();
+    let listener = parley_server::listen(config.bind).unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let server = Server::build(config.clone()).await.expect("server starts");
     tokio::spawn(server.serve(listener, std::future::pending()));

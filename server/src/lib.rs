@@ -27,6 +27,21 @@ pub mod writer;
 pub mod ws;
 
 pub use config::Config;
+
+/// Connections the kernel may hold until the server accepts them (capped by
+/// `net.core.somaxconn`). tokio's default, 128, overflowed when a few hundred clients connected at
+/// once, as after a restart: the kernel dropped the handshakes past it, and each of those clients
+/// waited a second for its retry (docs/BENCHMARKS.md).
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// The server's listening socket on `addr`, with room for [`LISTEN_BACKLOG`] connections.
+pub fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    // As tokio's own `TcpListener::bind`: a restarted server binds while old connections linger.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
 use state::AppState;
 
 #[derive(Debug, thiserror::Error)]

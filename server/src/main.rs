@@ -92,8 +92,7 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn serve(config: Config) -> Result<(), String> {
-    let listener =
-        tokio::net::TcpListener::bind(config.bind).await.map_err(|e| format!("binding {}: {e}", config.bind))?;
+    let listener = parley_server::listen(config.bind).map_err(|e| format!("binding {}: {e}", config.bind))?;
     let scheme = if config.tls_files().is_some() { "https" } else { "http" };
     let url = match &config.public_url {
         Some(url) => url.clone(),

@@ -112,7 +112,7 @@ pub async fn spawn_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Te
         ..Config::default()
     };
     tweak(&mut config);
-    let listener = tokio::net::TcpListener::bind(config.bind).await.unwrap();
+    let listener = parley_server::listen(config.bind).unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let server = Server::build(config.clone()).await.expect("server starts");
     tokio::spawn(server.serve(listener, std::future::pending()));

@@ -282,3 +282,27 @@ async fn https_is_served_directly_with_a_certificate_and_key(backend: Backend) {
     assert!(plain.is_err() || !plain.unwrap().status().is_success(), "no plain HTTP beside HTTPS");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// After a restart every client reconnects at once. Until the server accepts them, the kernel
+/// queues their handshakes up to the listening socket's backlog and drops the rest, whose
+/// clients try again only after a second. Nothing accepts here: each connect below gives up
+/// before that second, so every one of them must have been queued.
+#[tokio::test]
+async fn a_burst_of_connections_is_queued_until_accepted_not_dropped() {
+    const CLIENTS: usize = 600;
+    let listener = parley_server::listen("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut connects = tokio::task::JoinSet::new();
+    for _ in 0..CLIENTS {
+        connects.spawn(async move {
+            tokio::time::timeout(std::time::Duration::from_millis(800), tokio::net::TcpStream::connect(addr)).await
+        });
+    }
+    let mut queued = Vec::new();
+    while let Some(connect) = connects.join_next().await {
+        if let Ok(Ok(stream)) = connect.unwrap() {
+            queued.push(stream);
+        }
+    }
+    assert_eq!(queued.len(), CLIENTS, "handshakes dropped by a full accept queue");
+}
