@@ -141,7 +141,11 @@ async fn a_chat_over_websockets_through_nginx_in_front_of_two_nodes() {
     let site = deploy_md_nginx_block();
     let site = swap(site, "server 127.0.0.1:8001 ", &format!("server 127.0.0.1:{} ", cluster.nodes[0].port));
     let site = swap(site, "server 127.0.0.1:8002 ", &format!("server 127.0.0.1:{} ", cluster.nodes[1].port));
-    let site = swap(site, "listen 443 ssl http2;", &format!("listen 127.0.0.1:{https_port} ssl http2;"));
+    let site = swap(
+        site,
+        "listen 443 ssl http2 backlog=4096;",
+        &format!("listen 127.0.0.1:{https_port} ssl http2 backlog=4096;"),
+    );
     let site = swap(site, "listen 80;", &format!("listen 127.0.0.1:{http_port};"));
     let site = swap(site, "/etc/letsencrypt/live/chat.example.org/", &format!("{}/", certs.display()));
     let _nginx = Nginx::start(&site, https_port).await;
