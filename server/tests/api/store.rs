@@ -1,24 +1,33 @@
 //! The store's group commit, called directly: one transaction for a batch, with resends,
 //! strangers and several chats mixed in.
-use parley_server::store::{self, NewMessage, NewUser, SendOutcome};
+use std::sync::Arc;
+
+use parley_server::store::{self, NewMessage, NewUser, SendOutcome, Store};
 
 use crate::{
-    helpers::{spawn, Backend},
+    helpers::{spawn, Backend, TestApp},
     on_both_backends,
 };
 
-on_both_backends!(a_batch_stores_each_message_once_with_gapless_positions);
-
-async fn a_batch_stores_each_message_once_with_gapless_positions(backend: Backend) {
-    let app = spawn(backend).await;
+/// The store of `app`'s database, opened a second time, with an account for each name; their
+/// ids in that order.
+async fn store_with_accounts(app: &TestApp, names: &[&str]) -> (Arc<dyn Store>, Vec<i64>) {
     let store = store::connect(&app.config.database_url()).await.unwrap();
     let mut ids = Vec::new();
-    for name in ["ada", "bo", "cy", "eve"] {
+    for name in names {
         let email = format!("{name}@example.org");
         let user =
             store.create_user(NewUser { email: &email, display_name: name, password_hash: "!", now: 1 }).await.unwrap();
         ids.push(user.id);
     }
+    (store, ids)
+}
+
+on_both_backends!(a_batch_stores_each_message_once_with_gapless_positions);
+
+async fn a_batch_stores_each_message_once_with_gapless_positions(backend: Backend) {
+    let app = spawn(backend).await;
+    let (store, ids) = store_with_accounts(&app, &["ada", "bo", "cy", "eve"]).await;
     let (ada, bo, cy, eve) = (ids[0], ids[1], ids[2], ids[3]);
     let ada_bo = store.create_chat(ada, bo, 1).await.unwrap().chat_id;
     let ada_cy = store.create_chat(ada, cy, 1).await.unwrap().chat_id;
@@ -78,14 +87,7 @@ on_both_backends!(a_resend_is_answered_as_stored_even_beside_new_messages_or_aft
 /// the stored message, whether new messages share its batch or a block would now refuse it.
 async fn a_resend_is_answered_as_stored_even_beside_new_messages_or_after_a_block(backend: Backend) {
     let app = spawn(backend).await;
-    let store = store::connect(&app.config.database_url()).await.unwrap();
-    let mut ids = Vec::new();
-    for name in ["ada", "bo"] {
-        let email = format!("{name}@example.org");
-        let user =
-            store.create_user(NewUser { email: &email, display_name: name, password_hash: "!", now: 1 }).await.unwrap();
-        ids.push(user.id);
-    }
+    let (store, ids) = store_with_accounts(&app, &["ada", "bo"]).await;
     let (ada, bo) = (ids[0], ids[1]);
     let chat_id = store.create_chat(ada, bo, 1).await.unwrap().chat_id;
     let message = |n: u32, body: &str| NewMessage {
@@ -122,14 +124,7 @@ on_both_backends!(a_batch_larger_than_one_statement_takes_is_stored_whole);
 /// the batch stays one transaction with gapless positions.
 async fn a_batch_larger_than_one_statement_takes_is_stored_whole(backend: Backend) {
     let app = spawn(backend).await;
-    let store = store::connect(&app.config.database_url()).await.unwrap();
-    let mut ids = Vec::new();
-    for name in ["ada", "bo"] {
-        let email = format!("{name}@example.org");
-        let user =
-            store.create_user(NewUser { email: &email, display_name: name, password_hash: "!", now: 1 }).await.unwrap();
-        ids.push(user.id);
-    }
+    let (store, ids) = store_with_accounts(&app, &["ada", "bo"]).await;
     let chat_id = store.create_chat(ids[0], ids[1], 1).await.unwrap().chat_id;
     const COUNT: u64 = 5_000;
     let batch: Vec<NewMessage> = (1..=COUNT)
@@ -163,14 +158,7 @@ async fn a_chat_deleted_while_its_batch_waits_for_the_row_is_refused_whole() {
     use sqlx::Connection;
     let app = spawn(Backend::Postgres).await;
     let url = app.config.database_url();
-    let store = store::connect(&url).await.unwrap();
-    let mut ids = Vec::new();
-    for name in ["ada", "bo"] {
-        let email = format!("{name}@example.org");
-        let user =
-            store.create_user(NewUser { email: &email, display_name: name, password_hash: "!", now: 1 }).await.unwrap();
-        ids.push(user.id);
-    }
+    let (store, ids) = store_with_accounts(&app, &["ada", "bo"]).await;
     let chat_id = store.create_chat(ids[0], ids[1], 1).await.unwrap().chat_id;
 
     // Delete the chat in a transaction left open: its row stays locked until the commit.
