@@ -50,6 +50,32 @@ async fn assert_converged(client: &Client, rest: &Rest, me: &AuthResponse) {
     assert!(client.cache().outbox().await.unwrap().is_empty(), "the outbox is empty");
 }
 
+/// Ada's desktop client online against a fresh server, with the two messages Bo wrote her cached;
+/// Ada also has a web session.
+struct AdaOnline {
+    server: TestServer,
+    rest: Rest,
+    ada_web: AuthResponse,
+    bo: AuthResponse,
+    chat_id: i64,
+    data_dir: std::path::PathBuf,
+    client: Client,
+}
+
+async fn ada_online_with_two_messages_from_bo() -> AdaOnline {
+    let server = TestServer::start(|_| {}).await;
+    let rest = Rest::new(&server.url());
+    let ada_web = rest.user("Ada").await;
+    let bo = rest.user("Bo").await;
+    let chat_id = rest.chat(&bo, "ada@example.org").await;
+    Peer::connect(&server.url(), &bo.token).await.say_all(chat_id, &bodies("hello", 2)).await;
+    let data_dir = temp_dir("client");
+    let client = logged_in_client(&data_dir, &server.url(), "ada@example.org").await;
+    wait_online(&client).await;
+    eventually(10, "history cached", || async { cached_count(&client, chat_id).await == 2 }).await;
+    AdaOnline { server, rest, ada_web, bo, chat_id, data_dir, client }
+}
+
 fn bodies(prefix: &str, n: usize) -> Vec<String> {
     (1..=n).map(|i| format!("{prefix} {i}")).collect()
 }
@@ -278,16 +304,7 @@ async fn https_servers_are_checked_and_a_refused_certificate_says_so() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn account_settings_and_a_session_revoked_elsewhere() {
-    let server = TestServer::start(|_| {}).await;
-    let rest = Rest::new(&server.url());
-    let ada_web = rest.user("Ada").await;
-    let bo = rest.user("Bo").await;
-    let chat_id = rest.chat(&bo, "ada@example.org").await;
-    Peer::connect(&server.url(), &bo.token).await.say_all(chat_id, &bodies("hello", 2)).await;
-    let data_dir = temp_dir("client");
-    let client = logged_in_client(&data_dir, &server.url(), "ada@example.org").await;
-    wait_online(&client).await;
-    eventually(10, "history cached", || async { cached_count(&client, chat_id).await == 2 }).await;
+    let AdaOnline { server, ada_web, chat_id, data_dir, client, .. } = ada_online_with_two_messages_from_bo().await;
 
     let renamed = client.update_profile(ProfileUpdate { display_name: "Ada L.".into() }).await.unwrap();
     assert_eq!(renamed.display_name, "Ada L.");
@@ -344,16 +361,8 @@ async fn account_settings_and_a_session_revoked_elsewhere() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blocking_privacy_export_and_deleting_the_account() {
-    let server = TestServer::start(|_| {}).await;
-    let rest = Rest::new(&server.url());
-    let bo = rest.user("Bo").await;
-    let ada_web = rest.user("Ada").await;
-    let chat_id = rest.chat(&bo, "ada@example.org").await;
-    Peer::connect(&server.url(), &bo.token).await.say_all(chat_id, &bodies("hello", 2)).await;
-    let data_dir = temp_dir("client");
-    let client = logged_in_client(&data_dir, &server.url(), "ada@example.org").await;
-    wait_online(&client).await;
-    eventually(10, "history cached", || async { cached_count(&client, chat_id).await == 2 }).await;
+    let AdaOnline { server, rest, ada_web, bo, chat_id, data_dir, client } =
+        ada_online_with_two_messages_from_bo().await;
 
     // A block shows in the cached chat and on the server; lifting it likewise.
     client.block(BlockRequest { user_id: bo.user.id }).await.unwrap();
