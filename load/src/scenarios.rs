@@ -114,6 +114,9 @@ async fn throughput(
         senders.push(tokio::spawn(async move {
             let mut acked = 0usize;
             let mut sent = 0usize;
+            // Paced: how late each message was written after it was due (timer and scheduling
+            // of this process), which the send → receive latency includes.
+            let mut lag = latency_histogram();
             while acked < messages {
                 // Keep up to `window` messages unacknowledged; paced, only those already due.
                 let mut queued = false;
@@ -121,6 +124,9 @@ async fn throughput(
                     let due = due(sent);
                     if due.is_some_and(|due| due > Instant::now()) {
                         break;
+                    }
+                    if let Some(due) = due {
+                        lag.record(due.elapsed().as_micros() as u64)?;
                     }
                     let sent_at = due.map_or_else(|| epoch.elapsed(), |due| due.duration_since(epoch));
                     let body = sent_at.as_micros().to_string();
@@ -149,12 +155,15 @@ async fn throughput(
                 }
             }
             socket.close().await;
-            Result::Ok(acked)
+            Result::Ok((acked, lag))
         }));
     }
     let mut acked = 0;
+    let mut lag = latency_histogram();
     for sender in senders {
-        acked += sender.await??;
+        let (n, h) = sender.await??;
+        acked += n;
+        lag.add(&h)?;
     }
     let mut latency = latency_histogram();
     let (mut delivered, mut duplicates) = (0, 0);
@@ -170,28 +179,34 @@ async fn throughput(
     let expected = pairs * messages;
     let per_sec = delivered as f64 / seconds;
     let (latency_json, latency_cell) = latency_summary(&latency);
+    let (lag_json, lag_cell) = latency_summary(&lag);
+    let mut rows = vec![
+        (
+            "scenario".into(),
+            format!(
+                "throughput: {pairs} pairs × {messages} messages, window {window}, {}, {} node(s)",
+                rate.map_or("as fast as acked".to_string(), |r| format!("paced at {r:.0} messages/s")),
+                targets.len()
+            ),
+        ),
+        ("acked".into(), format!("{acked} / {expected}")),
+        ("delivered once".into(), format!("{delivered} / {expected} ({duplicates} duplicates)")),
+        ("time".into(), format!("{seconds:.2} s")),
+        ("rate".into(), format!("{per_sec:.0} messages/s delivered")),
+        ("send → receive".into(), latency_cell),
+    ];
+    if rate.is_some() {
+        rows.push(("due → written".into(), lag_cell));
+    }
     Ok(Report {
         ok: delivered == expected && duplicates == 0 && acked == expected,
-        rows: vec![
-            (
-                "scenario".into(),
-                format!(
-                    "throughput: {pairs} pairs × {messages} messages, window {window}, {}, {} node(s)",
-                    rate.map_or("as fast as acked".to_string(), |r| format!("paced at {r:.0} messages/s")),
-                    targets.len()
-                ),
-            ),
-            ("acked".into(), format!("{acked} / {expected}")),
-            ("delivered once".into(), format!("{delivered} / {expected} ({duplicates} duplicates)")),
-            ("time".into(), format!("{seconds:.2} s")),
-            ("rate".into(), format!("{per_sec:.0} messages/s delivered")),
-            ("send → receive".into(), latency_cell),
-        ],
+        rows,
         json: json!({
             "scenario": "throughput", "nodes": targets.len(), "pairs": pairs, "messages_per_sender": messages, "window": window,
             "paced_rate": rate,
             "acked": acked, "delivered": delivered, "duplicates": duplicates, "missing": expected - delivered.min(expected),
             "seconds": seconds, "messages_per_sec": per_sec, "latency": latency_json,
+            "send_lag": rate.map(|_| lag_json),
         }),
     })
 }
