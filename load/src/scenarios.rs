@@ -37,6 +37,11 @@ fn need(accounts: &[Account], n: usize) -> Result<()> {
     Ok(())
 }
 
+/// tokio's timer ticks in whole milliseconds and rounds a sleep up to the next tick, so a paced
+/// sender that slept until a message was due wrote it ~1 ms late on average (`due → written`).
+/// Sleeping until this much before, it writes each within about half a tick of when it is due.
+const TIMER_LEAD: Duration = Duration::from_micros(500);
+
 fn new_client_id(n: usize, salt: u64) -> String {
     // Unique per run without a random source: the run's start time and a counter.
     format!("{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}", salt as u32, (salt >> 32) as u16, n >> 12 & 0xfff, n & 0xfff, n)
@@ -122,13 +127,17 @@ async fn throughput(
                 let mut queued = false;
                 while sent < messages && sent - acked < window {
                     let due = due(sent);
-                    if due.is_some_and(|due| due > Instant::now()) {
+                    let now = Instant::now();
+                    if due.is_some_and(|due| due > now + TIMER_LEAD) {
                         break;
                     }
                     if let Some(due) = due {
-                        lag.record(due.elapsed().as_micros() as u64)?;
+                        lag.record(now.saturating_duration_since(due).as_micros() as u64)?;
                     }
-                    let sent_at = due.map_or_else(|| epoch.elapsed(), |due| due.duration_since(epoch));
+                    // Latency counts from when the message was due, so that a server that falls
+                    // behind (and holds the window full) shows it; one written a little early
+                    // counts from when it was written.
+                    let sent_at = due.map_or(now, |due| due.min(now)).duration_since(epoch);
                     let body = sent_at.as_micros().to_string();
                     let client_id = new_client_id(pair * messages + sent, salt);
                     socket.feed(&ClientFrame::Send { chat_id: chat, client_id, body }).await?;
@@ -138,8 +147,9 @@ async fn throughput(
                 if queued {
                     socket.flush().await?;
                 }
-                let next_due =
-                    due(sent).filter(|_| sent < messages && sent - acked < window).map(tokio::time::Instant::from_std);
+                let next_due = due(sent)
+                    .filter(|_| sent < messages && sent - acked < window)
+                    .map(|due| tokio::time::Instant::from_std(due - TIMER_LEAD));
                 let frame = match next_due {
                     Some(due) => tokio::select! {
                         frame = socket.next_within(Duration::from_secs(30)) => frame?,
