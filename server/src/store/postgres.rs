@@ -8,7 +8,7 @@ use sqlx::{
 
 use super::{
     sql::{batch_members_select, chat_query, impl_store, BatchMember, BatchWrite, CommittedMessage, NewEvent, Written},
-    EventPos, MessageRecord, Millis, NewMessage, StoreError, StoreResult,
+    Millis, NewMessage, StoreError, StoreResult,
 };
 
 /// A pooled connection idle this long is pinged before it is used again.
@@ -225,31 +225,7 @@ impl PgStore {
             return Err(StoreError::Corrupt("a batch's write returned counters of another size".into()));
         }
 
-        let mut written: Vec<Written> = vec![None; batch.len()];
-        for (c, indexes) in w.by_chat.values().enumerate() {
-            for (k, &i) in indexes.iter().enumerate() {
-                let m = &batch[i];
-                let message = MessageRecord {
-                    id: ids[position[i] as usize - 1],
-                    chat_id: m.chat_id,
-                    seq: seq_before[c] + k as i64 + 1,
-                    sender_id: m.sender_id,
-                    client_id: m.client_id.clone(),
-                    body: m.body.clone(),
-                    created_at: m.now,
-                };
-                written[i] = Some((message, Vec::new()));
-            }
-        }
-        for (u, (&user_id, indexes)) in w.events_of.iter().enumerate() {
-            for (k, &i) in indexes.iter().enumerate() {
-                let pos = pos_before[u] + k as i64 + 1;
-                if let Some((_, events)) = &mut written[i] {
-                    events.push(EventPos { user_id, pos });
-                }
-            }
-        }
-        Ok(written)
+        Ok(w.written(&seq_before, &pos_before, &ids))
     }
 
     /// Adds `count` to `column` of each row `(id, count)` (and sets `last_activity_at` when

@@ -1018,6 +1018,40 @@ pub(crate) struct BatchWrite<'a> {
 /// What `write_batch` returns for each message of a batch: the stored message and its events.
 pub(crate) type Written = Option<(super::MessageRecord, Vec<super::EventPos>)>;
 
+impl BatchWrite<'_> {
+    /// The batch's messages as stored, by index into `batch`, from what the counters held before
+    /// it: the n-th message in `by_chat` order gets `ids[n]`, the c-th chat's messages the `seq`s
+    /// after `seq_before[c]`, and the u-th member in `events_of` the positions after
+    /// `pos_before[u]`, in the same orders. Both backends number a batch this way.
+    pub fn written(&self, seq_before: &[i64], pos_before: &[i64], ids: &[i64]) -> Vec<Written> {
+        let mut written: Vec<Written> = vec![None; self.batch.len()];
+        let mut ids = ids.iter();
+        for ((&chat_id, indexes), before) in self.by_chat.iter().zip(seq_before) {
+            for (k, &i) in indexes.iter().enumerate() {
+                let m = &self.batch[i];
+                let message = super::MessageRecord {
+                    id: *ids.next().expect("an id for each message"),
+                    chat_id,
+                    seq: before + k as i64 + 1,
+                    sender_id: m.sender_id,
+                    client_id: m.client_id.clone(),
+                    body: m.body.clone(),
+                    created_at: m.now,
+                };
+                written[i] = Some((message, Vec::new()));
+            }
+        }
+        for ((&user_id, indexes), before) in self.events_of.iter().zip(pos_before) {
+            for (k, &i) in indexes.iter().enumerate() {
+                if let Some((_, events)) = &mut written[i] {
+                    events.push(super::EventPos { user_id, pos: before + k as i64 + 1 });
+                }
+            }
+        }
+        written
+    }
+}
+
 /// The chat list query for member `$1`; `$filter` narrows it (e.g. to one chat, `$2`).
 macro_rules! chat_query {
     ($filter:literal) => {

@@ -124,9 +124,8 @@ impl SqliteStore {
     }
 
     /// Stores a batch in one transaction, a statement per step: counters of the chats, the
-    /// messages, counters of the members, their events.
+    /// largest message id, counters of the members, then the messages and their events.
     async fn write_batch(conn: &mut SqliteConnection, w: &BatchWrite<'_>) -> StoreResult<Vec<Written>> {
-        let batch = w.batch;
         let mut tx = conn.begin().await?;
         let counts = w.by_chat.iter().map(|(&chat, list)| (chat, list.len() as i64));
         let last_seq = Self::bump(&mut tx, "chats", "last_seq", Some(w.now), counts).await?;
@@ -137,50 +136,32 @@ impl SqliteStore {
             sqlx::query_as("SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'messages'), 0)")
                 .fetch_one(&mut *tx)
                 .await?;
-        let mut stored: Vec<Option<MessageRecord>> = vec![None; batch.len()];
-        let mut id = last_id;
-        for (chat_id, indexes) in &w.by_chat {
-            let first_seq = last_seq[chat_id] - indexes.len() as i64 + 1;
-            for (k, &i) in indexes.iter().enumerate() {
-                let m = &batch[i];
-                id += 1;
-                stored[i] = Some(MessageRecord {
-                    id,
-                    chat_id: *chat_id,
-                    seq: first_seq + k as i64,
-                    sender_id: m.sender_id,
-                    client_id: m.client_id.clone(),
-                    body: m.body.clone(),
-                    created_at: m.now,
-                });
-            }
-        }
-        let rows: Vec<&MessageRecord> = stored.iter().flatten().collect();
+        let counts = w.events_of.iter().map(|(&user, list)| (user, list.len() as i64));
+        let last_pos = Self::bump(&mut tx, "users", "last_event_pos", None, counts).await?;
+        let seq_before: Vec<i64> = w.by_chat.iter().map(|(chat, list)| last_seq[chat] - list.len() as i64).collect();
+        let pos_before: Vec<i64> = w.events_of.iter().map(|(user, list)| last_pos[user] - list.len() as i64).collect();
+        let ids: Vec<i64> = (last_id + 1..).take(w.by_chat.values().map(Vec::len).sum()).collect();
+        let written = w.written(&seq_before, &pos_before, &ids);
+
+        let rows: Vec<&MessageRecord> = written.iter().flatten().map(|(message, _)| message).collect();
         for chunk in rows.chunks(MESSAGES_PER_INSERT) {
             Self::insert_messages(&mut tx, chunk).await?;
         }
-
-        let counts = w.events_of.iter().map(|(&user, list)| (user, list.len() as i64));
-        let last_pos = Self::bump(&mut tx, "users", "last_event_pos", None, counts).await?;
-        let mut positions: Vec<Vec<EventPos>> = vec![Vec::new(); batch.len()];
-        let mut events = Vec::new();
-        for (user_id, indexes) in &w.events_of {
-            let first_pos = last_pos[user_id] - indexes.len() as i64 + 1;
-            for (k, &i) in indexes.iter().enumerate() {
-                let pos = first_pos + k as i64;
-                let message = stored[i].as_ref().expect("inserted above");
-                positions[i].push(EventPos { user_id: *user_id, pos });
-                events.push(NewEvent {
-                    user_id: *user_id,
+        let events: Vec<NewEvent> = written
+            .iter()
+            .flatten()
+            .flat_map(|(message, positions)| {
+                positions.iter().map(|&EventPos { user_id, pos }| NewEvent {
+                    user_id,
                     pos,
                     kind: "message",
                     chat_id: message.chat_id,
                     message_id: Some(message.id),
                     reader: None,
                     created_at: message.created_at,
-                });
-            }
-        }
+                })
+            })
+            .collect();
         Self::insert_events(&mut tx, &events).await?;
         // Rare: one statement per sender and chat.
         for &(chat_id, user_id) in &w.first_words {
@@ -191,7 +172,7 @@ impl SqliteStore {
                 .await?;
         }
         tx.commit().await?;
-        Ok(stored.into_iter().zip(positions).map(|(message, events)| Some((message?, events))).collect())
+        Ok(written)
     }
 
     /// Inserts the messages, ids and all. Nothing comes back: returning rows sent each through
