@@ -8,7 +8,8 @@
 # KEEP_DB=1 keeps the PostgreSQL database for a look afterwards; BENCH_PG_QUERY is appended to
 # its URL (say `?options=-c%20plan_cache_mode%3Dforce_generic_plan`); BENCH_BIN=<folder> runs the
 # binaries in that folder instead of building (two builds compared back to back). The server's
-# /metrics after each scenario go to <target>/bench/<backend>-<scenario>.metrics. NODES=2
+# /metrics after each scenario go to <target>/bench/<backend>-<scenario>.metrics, and the
+# scenario's group commits (batches, mean size, the writers' busy time) are printed from them. NODES=2
 # (postgres only) starts that many nodes on one database and one Redis (BENCH_REDIS_URL, default
 # redis://127.0.0.1:6379, under a key prefix of the run's own); REDIS=1 puts a single node on
 # Redis too. Results are then named <backend>-redis-<N>node-<scenario>.json. With several nodes,
@@ -120,7 +121,24 @@ load() {
     if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
     # The server's own counters and histograms (batch sizes, store latency) after the scenario.
     curl -sf "$first_url/metrics" >"$out/$tag-$name.metrics" || true
+    commit_batches "$out/$tag-$name.metrics"
     echo
+}
+# The first node's group commits during the last scenario: how many, how large, and how long its
+# writers spent storing them (the metrics count from the server's start, so the scenario's share
+# is the difference from the last reading).
+batches_seen=0 batch_messages_seen=0 batch_secs_seen=0
+commit_batches() {
+    local now
+    now=$(awk '/^parley_commit_batch_messages_count / {c = $2} /^parley_commit_batch_messages_sum / {m = $2}
+               /^parley_store_seconds_sum\{op="send_messages"\}/ {t = $2}
+               END {printf "%d %d %.3f", c, m, t}' "$1" 2>/dev/null) || return 0
+    set -- $now
+    [ "$#" -eq 3 ] || return 0
+    awk -v c="$(( $1 - batches_seen ))" -v m="$(( $2 - batch_messages_seen ))" -v t="$3" -v t0="$batch_secs_seen" \
+        'BEGIN {if (c > 0) printf "group commit: %d batches, %.1f messages each on average, the writers busy %.2f s in all\n",
+                               c, m / c, t - t0}'
+    batches_seen=$1 batch_messages_seen=$2 batch_secs_seen=$3
 }
 # With several nodes: one load generator per node, each holding its share of the sockets, all at
 # once (a process here can hold at most ~19,900); the nodes' sockets and RSS are summed while they
