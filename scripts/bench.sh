@@ -9,8 +9,8 @@
 # its URL (say `?options=-c%20plan_cache_mode%3Dforce_generic_plan`); BENCH_BIN=<folder> runs the
 # binaries in that folder instead of building (two builds compared back to back). The server's
 # /metrics after each scenario go to <target>/bench/<backend>-<scenario>.metrics, and the
-# scenario's group commits (batches, mean size, the writers' busy time) are printed from them. NODES=2
-# (postgres only) starts that many nodes on one database and one Redis (BENCH_REDIS_URL, default
+# scenario's group commits (batches, mean size, the writers' busy time) are printed from them.
+# NODES=2 (postgres only) starts that many nodes on one database and one Redis (BENCH_REDIS_URL, default
 # redis://127.0.0.1:6379, under a key prefix of the run's own); REDIS=1 puts a single node on
 # Redis too. Results are then named <backend>-redis-<N>node-<scenario>.json. With several nodes,
 # `connections` runs one load generator per node, each with CONNECTIONS/NODES sockets held
