@@ -144,9 +144,7 @@ impl SqliteStore {
         let written = w.written(&seq_before, &pos_before, &ids);
 
         let rows: Vec<&MessageRecord> = written.iter().flatten().map(|(message, _)| message).collect();
-        for chunk in rows.chunks(MESSAGES_PER_INSERT) {
-            Self::insert_messages(&mut tx, chunk).await?;
-        }
+        Self::insert_messages(&mut tx, &rows).await?;
         let events: Vec<NewEvent> = written
             .iter()
             .flatten()
@@ -175,23 +173,25 @@ impl SqliteStore {
         Ok(written)
     }
 
-    /// Inserts the messages, ids and all. Nothing comes back: returning rows sent each through
-    /// the connection's channel, and whole rows (every body) were a third of the insert's time
-    /// at full speed (docs/BENCHMARKS.md).
+    /// Inserts the messages, ids and all, in statements of up to [`MESSAGES_PER_INSERT`] rows.
+    /// Nothing comes back: returning rows sent each through the connection's channel, and whole
+    /// rows (every body) were a third of the insert's time at full speed (docs/BENCHMARKS.md).
     async fn insert_messages(tx: &mut sqlx::Transaction<'_, Sqlite>, messages: &[&MessageRecord]) -> StoreResult<()> {
-        let mut query = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO messages (id, chat_id, seq, sender_id, client_id, body, created_at) ",
-        );
-        query.push_values(messages, |mut row, m| {
-            row.push_bind(m.id)
-                .push_bind(m.chat_id)
-                .push_bind(m.seq)
-                .push_bind(m.sender_id)
-                .push_bind(m.client_id.as_str())
-                .push_bind(m.body.as_str())
-                .push_bind(m.created_at);
-        });
-        query.build().execute(&mut **tx).await?;
+        for chunk in messages.chunks(MESSAGES_PER_INSERT) {
+            let mut query = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO messages (id, chat_id, seq, sender_id, client_id, body, created_at) ",
+            );
+            query.push_values(chunk, |mut row, m| {
+                row.push_bind(m.id)
+                    .push_bind(m.chat_id)
+                    .push_bind(m.seq)
+                    .push_bind(m.sender_id)
+                    .push_bind(m.client_id.as_str())
+                    .push_bind(m.body.as_str())
+                    .push_bind(m.created_at);
+            });
+            query.build().execute(&mut **tx).await?;
+        }
         Ok(())
     }
 
@@ -234,26 +234,21 @@ impl SqliteStore {
     /// [`EVENTS_PER_INSERT`] rows.
     async fn insert_events(tx: &mut sqlx::Transaction<'_, Sqlite>, events: &[NewEvent]) -> StoreResult<()> {
         for chunk in events.chunks(EVENTS_PER_INSERT) {
-            Self::insert_event_rows(tx, chunk).await?;
+            let mut query = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO events (user_id, pos, kind, chat_id, message_id, reader_id, up_to, created_at) ",
+            );
+            query.push_values(chunk, |mut row, e| {
+                row.push_bind(e.user_id)
+                    .push_bind(e.pos)
+                    .push_bind(e.kind)
+                    .push_bind(e.chat_id)
+                    .push_bind(e.message_id)
+                    .push_bind(e.reader.map(|r| r.0))
+                    .push_bind(e.reader.map(|r| r.1))
+                    .push_bind(e.created_at);
+            });
+            query.build().execute(&mut **tx).await?;
         }
-        Ok(())
-    }
-
-    async fn insert_event_rows(tx: &mut sqlx::Transaction<'_, Sqlite>, events: &[NewEvent]) -> StoreResult<()> {
-        let mut query = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO events (user_id, pos, kind, chat_id, message_id, reader_id, up_to, created_at) ",
-        );
-        query.push_values(events, |mut row, e| {
-            row.push_bind(e.user_id)
-                .push_bind(e.pos)
-                .push_bind(e.kind)
-                .push_bind(e.chat_id)
-                .push_bind(e.message_id)
-                .push_bind(e.reader.map(|r| r.0))
-                .push_bind(e.reader.map(|r| r.1))
-                .push_bind(e.created_at);
-        });
-        query.build().execute(&mut **tx).await?;
         Ok(())
     }
 }
