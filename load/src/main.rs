@@ -113,7 +113,7 @@ async fn main() -> std::process::ExitCode {
     if report.ok {
         std::process::ExitCode::SUCCESS
     } else {
-        eprintln!("parley-load: the run found lost or duplicated messages");
+        eprintln!("parley-load: the run found lost, duplicated or reordered messages");
         std::process::ExitCode::FAILURE
     }
 }

@@ -84,6 +84,9 @@ async fn throughput(
             let mut latency = latency_histogram();
             let mut seen = HashSet::with_capacity(messages);
             let mut duplicates = 0usize;
+            // Delivered out of the order sent or stored: a later send time or `seq` came first.
+            let mut out_of_order = 0usize;
+            let (mut last_sent_us, mut last_seq) = (0, 0);
             let mut last_at = Instant::now();
             while seen.len() < messages {
                 match socket.next_within(Duration::from_secs(30)).await? {
@@ -92,6 +95,10 @@ async fn throughput(
                         let sent_us: u64 = message.body.parse().unwrap_or(0);
                         let now_us = epoch.elapsed().as_micros() as u64;
                         latency.saturating_record(now_us.saturating_sub(sent_us).max(1));
+                        if sent_us < last_sent_us || message.seq <= last_seq {
+                            out_of_order += 1;
+                        }
+                        (last_sent_us, last_seq) = (sent_us, message.seq);
                         if !seen.insert(message.client_id) {
                             duplicates += 1;
                         }
@@ -101,7 +108,7 @@ async fn throughput(
                 }
             }
             socket.close().await;
-            Result::Ok((latency, seen.len(), duplicates, last_at))
+            Result::Ok((latency, seen.len(), duplicates, out_of_order, last_at))
         }));
     }
     let mut sockets = Vec::with_capacity(pairs);
@@ -176,13 +183,14 @@ async fn throughput(
         lag.add(&h)?;
     }
     let mut latency = latency_histogram();
-    let (mut delivered, mut duplicates) = (0, 0);
+    let (mut delivered, mut duplicates, mut out_of_order) = (0, 0, 0);
     let mut last = started;
     for receiver in receivers {
-        let (h, n, d, at) = receiver.await??;
+        let (h, n, d, o, at) = receiver.await??;
         latency.add(&h)?;
         delivered += n;
         duplicates += d;
+        out_of_order += o;
         last = last.max(at);
     }
     let seconds = last.duration_since(started).as_secs_f64();
@@ -201,6 +209,7 @@ async fn throughput(
         ),
         ("acked".into(), format!("{acked} / {expected}")),
         ("delivered once".into(), format!("{delivered} / {expected} ({duplicates} duplicates)")),
+        ("out of order".into(), out_of_order.to_string()),
         ("time".into(), format!("{seconds:.2} s")),
         ("rate".into(), format!("{per_sec:.0} messages/s delivered")),
         ("send → receive".into(), latency_cell),
@@ -209,12 +218,13 @@ async fn throughput(
         rows.push(("due → written".into(), lag_cell));
     }
     Ok(Report {
-        ok: delivered == expected && duplicates == 0 && acked == expected,
+        ok: delivered == expected && duplicates == 0 && out_of_order == 0 && acked == expected,
         rows,
         json: json!({
             "scenario": "throughput", "nodes": targets.len(), "pairs": pairs, "messages_per_sender": messages, "window": window,
             "paced_rate": rate,
             "acked": acked, "delivered": delivered, "duplicates": duplicates, "missing": expected - delivered.min(expected),
+            "out_of_order": out_of_order,
             "seconds": seconds, "messages_per_sec": per_sec, "latency": latency_json,
             "send_lag": rate.map(|_| lag_json),
         }),

@@ -85,8 +85,9 @@ pub struct Config {
     /// [`MAX_COMMIT_BATCH`]). Under load, batches are as large as this allows: 1,024 delivered
     /// ~60% more than 256 on SQLite and Postgres.
     pub max_commit_batch: usize,
-    /// Group-commit writers (`PARLEY_COMMIT_WRITERS`), each storing the messages of its share of
-    /// the chats; on Postgres two deliver ~20% more than one here. SQLite always has one.
+    /// Batches of messages stored at once at most (`PARLEY_COMMIT_WRITERS`); beyond the first,
+    /// only while many messages wait. On Postgres two deliver ~20% more than one under a heavy
+    /// load. SQLite always has one.
     pub commit_writers: usize,
     /// Bearer token for `GET /metrics`; without it only loopback peers may read them
     /// (`PARLEY_METRICS_TOKEN`).

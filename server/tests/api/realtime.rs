@@ -31,6 +31,7 @@ on_both_backends!(
     sending_is_rate_limited_per_user,
     a_client_s_close_is_answered_with_a_close,
     sends_without_waiting_for_acks_are_stored_in_order_and_answered_once,
+    sends_to_many_chats_at_once_keep_each_chat_s_order,
     messages_of_a_connection_that_closes_at_once_still_arrive_live,
 );
 
@@ -559,6 +560,59 @@ async fn sends_without_waiting_for_acks_are_stored_in_order_and_answered_once(ba
     b.expect_none(Duration::from_millis(300), |f| matches!(f, ServerFrame::Event(_))).await;
     let history: MessagePage = app.get_json(&format!("/api/v1/chats/{chat}/messages?limit=100"), &bo.token).await;
     assert_eq!(history.messages.first().map(|m| m.seq), Some(COUNT as i64 - 1));
+}
+
+/// One sender's messages to many chats at once share batches: each chat's messages are stored
+/// and delivered in the order sent, each acked once, and the sender's cursors are all distinct.
+/// (Batches side by side are driven by the load generator's test, `load/tests/exactly_once.rs`.)
+async fn sends_to_many_chats_at_once_keep_each_chat_s_order(backend: Backend) {
+    const CHATS: usize = 8;
+    const EACH: usize = 60;
+    let app = spawn_open(backend, |c| {
+        c.rate_limits.messages_per_user = 0;
+        c.rate_limits.new_chat_per_user = 0;
+        c.ws_frames_per_sec = 10_000;
+        // The acks wait unread until every message is sent.
+        c.ws_queue_len = 4096;
+    })
+    .await;
+    let ada = app.user("Ada").await;
+    let mut friends = Vec::new();
+    for n in 0..CHATS {
+        let friend = app.user(&format!("Friend{n}")).await;
+        let chat = app.chat(&ada, &format!("friend{n}@example.org")).await;
+        friends.push((WsClient::connect(&app, &friend.token).await, chat));
+    }
+    let mut a = WsClient::connect(&app, &ada.token).await;
+    // Round the chats, so that every batch holds several of them.
+    let mut sent: Vec<Vec<String>> = vec![Vec::new(); CHATS];
+    for i in 0..CHATS * EACH {
+        let (_, chat) = friends[i % CHATS];
+        let client_id = uuid::Uuid::new_v4().to_string();
+        a.send(&ClientFrame::Send { chat_id: chat, client_id: client_id.clone(), body: format!("m{i}") }).await;
+        sent[i % CHATS].push(client_id);
+    }
+
+    let mut acked: Vec<Vec<parley_common::Message>> = vec![Vec::new(); CHATS];
+    let mut cursors = HashSet::new();
+    for _ in 0..CHATS * EACH {
+        let (client_id, message, cursor) = a.next_ack().await;
+        assert_eq!(message.client_id, client_id);
+        assert!(cursors.insert(cursor), "a cursor given twice");
+        let n = friends.iter().position(|(_, chat)| *chat == message.chat_id).expect("one of Ada's chats");
+        acked[n].push(message);
+    }
+    for (n, (friend, _)) in friends.iter_mut().enumerate() {
+        let ids: Vec<String> = acked[n].iter().map(|m| m.client_id.clone()).collect();
+        assert_eq!(ids, sent[n], "chat {n}: acked once each, in the order sent");
+        let seqs: Vec<i64> = acked[n].iter().map(|m| m.seq).collect();
+        assert_eq!(seqs, (1..=EACH as i64).collect::<Vec<_>>(), "chat {n}: stored in the order sent");
+        let mut received = Vec::new();
+        while received.len() < EACH {
+            received.push(friend.next_message().await.1);
+        }
+        assert_eq!(received, acked[n], "chat {n}: delivered once each, in order");
+    }
 }
 
 /// What a connection sent is stored and relayed even if the connection is gone before the
