@@ -24,6 +24,10 @@ pub enum StoreError {
     /// running it again is safe.
     #[error("transaction aborted by the database; retry")]
     Retry,
+    /// Chats' members changed after a batch took them from memory (Postgres keeps them between
+    /// batches); nothing was written, and the next attempt reads them from the database.
+    #[error("chat members changed; read them again")]
+    MembersChanged,
     /// A row breaks an invariant of the schema.
     #[error("inconsistent data: {0}")]
     Corrupt(String),

@@ -16,7 +16,24 @@ const PING_AFTER_IDLE: std::time::Duration = std::time::Duration::from_secs(1);
 
 pub struct PgStore {
     pool: PgPool,
+    members: std::sync::Mutex<MembersMemory>,
 }
+
+/// Chats' members kept between batches of messages, so that a batch of chats seen before skips
+/// the read of their members: a round trip and a statement, a third of a small batch's cost
+/// (docs/BENCHMARKS.md, item 23). It holds for one membership epoch: `membership_epoch`, which
+/// triggers move on every change to chats' members, to blocks and to deleted accounts, and which
+/// the write compares in its own snapshot, storing nothing if it moved.
+#[derive(Default)]
+struct MembersMemory {
+    epoch: i64,
+    /// Each chat's members (ascending) and whether they reached out; only chats with no block and
+    /// no deleted account among them, whose messages the write may store without a look.
+    chats: HashMap<i64, Vec<(i64, bool)>>,
+}
+
+/// Past this many chats remembered, the memory starts again empty.
+const REMEMBERED_CHATS: usize = 100_000;
 
 impl PgStore {
     /// Connects and applies `migrations/postgres`. A `?options=-c search_path=…` in the URL selects
@@ -56,7 +73,7 @@ impl PgStore {
             .connect_with(options)
             .await?;
         sqlx::migrate!("../migrations/postgres").run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self { pool, members: Default::default() })
     }
 
     /// Writers lock the rows they move in one order, so any number may run at once.
@@ -97,11 +114,73 @@ impl PgStore {
         .await?)
     }
 
+    /// The members of the chats, each row with the membership epoch of the same snapshot.
     async fn batch_members(conn: &mut PgConnection, chat_ids: &[i64]) -> StoreResult<Vec<BatchMember>> {
-        Ok(sqlx::query_as(concat!(batch_members_select!(), " WHERE cm.chat_id = ANY($1) ORDER BY cm.user_id"))
-            .bind(chat_ids)
-            .fetch_all(conn)
-            .await?)
+        Ok(sqlx::query_as(concat!(
+            "SELECT m.*, (SELECT value FROM membership_epoch WHERE id = 1) AS epoch FROM (",
+            batch_members_select!(),
+            " WHERE cm.chat_id = ANY($1)) m ORDER BY m.user_id"
+        ))
+        .bind(chat_ids)
+        .fetch_all(conn)
+        .await?)
+    }
+
+    fn memory(&self) -> std::sync::MutexGuard<'_, MembersMemory> {
+        self.members.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The epoch and members of the chats, if every one is remembered.
+    fn remembered_members(&self, chat_ids: &[i64]) -> Option<(i64, Vec<BatchMember>)> {
+        let memory = self.memory();
+        let mut rows = Vec::with_capacity(chat_ids.len() * 2);
+        for &chat_id in chat_ids {
+            for &(user_id, reached_out) in memory.chats.get(&chat_id)? {
+                rows.push(BatchMember {
+                    chat_id,
+                    user_id,
+                    reached_out,
+                    blocks_friend: false,
+                    gone: false,
+                    epoch: Some(memory.epoch),
+                });
+            }
+        }
+        Some((memory.epoch, rows))
+    }
+
+    /// Remembers the chats just read, those with no block and no deleted account among their
+    /// members; rows of another epoch than the one remembered replace everything.
+    fn remember_members(&self, chat_ids: &[i64], rows: &[BatchMember]) {
+        let Some(epoch) = rows.first().and_then(|row| row.epoch) else { return };
+        let mut memory = self.memory();
+        if memory.epoch != epoch || memory.chats.len() + chat_ids.len() > REMEMBERED_CHATS {
+            memory.chats.clear();
+            memory.epoch = epoch;
+        }
+        let mut of_chat: HashMap<i64, Vec<&BatchMember>> = HashMap::new();
+        for row in rows {
+            of_chat.entry(row.chat_id).or_default().push(row);
+        }
+        for (chat_id, members) in of_chat {
+            if members.iter().all(|m| !m.blocks_friend && !m.gone && m.epoch == Some(epoch)) {
+                memory.chats.insert(chat_id, members.iter().map(|m| (m.user_id, m.reached_out)).collect());
+            }
+        }
+    }
+
+    fn forget_members(&self) {
+        self.memory().chats.clear();
+    }
+
+    /// These (chat, sender) pairs reached out in a batch just stored.
+    fn remember_first_words(&self, first_words: &[(i64, i64)]) {
+        let mut memory = self.memory();
+        for &(chat_id, user_id) in first_words {
+            if let Some(member) = memory.chats.get_mut(&chat_id).and_then(|m| m.iter_mut().find(|m| m.0 == user_id)) {
+                member.1 = true;
+            }
+        }
     }
 
     /// Stores a batch in one statement, its own transaction: each statement is a round trip to
@@ -114,6 +193,10 @@ impl PgStore {
     /// array in id order, and a message finds its chat's (an event its member's, and its message's
     /// id) by position: the planner cannot size the results of one data-modifying CTE joined to
     /// another, and a join chose loops quadratic in the batch.
+    ///
+    /// With `members_epoch` (the members came from memory) every part of the statement is
+    /// conditioned on the epoch being still that one in the statement's snapshot; otherwise it
+    /// stores nothing and the batch fails with `MembersChanged`.
     async fn write_batch(conn: &mut PgConnection, w: &BatchWrite<'_>) -> StoreResult<Vec<Written>> {
         let batch = w.batch;
         let (chat_ids, chat_counts): (Vec<i64>, Vec<i64>) =
@@ -148,9 +231,12 @@ impl PgStore {
             }
         }
         let (first_chats, first_senders): (Vec<i64>, Vec<i64>) = w.first_words.iter().copied().unzip();
-        let (seq_before, pos_before, ids): (Vec<i64>, Vec<i64>, Vec<i64>) = sqlx::query_as(
-            "WITH chats_locked AS MATERIALIZED (
-                 SELECT id FROM chats WHERE id = ANY($1) ORDER BY id FOR UPDATE),
+        type Returned = (bool, Option<Vec<i64>>, Option<Vec<i64>>, Option<Vec<i64>>);
+        let (current, seq_before, pos_before, ids): Returned = sqlx::query_as(
+            "WITH guard AS MATERIALIZED (
+                 SELECT $19::int8 IS NULL OR $19::int8 = (SELECT value FROM membership_epoch WHERE id = 1) AS ok),
+             chats_locked AS MATERIALIZED (
+                 SELECT id FROM chats WHERE id = ANY($1) AND (SELECT ok FROM guard) ORDER BY id FOR UPDATE),
              chat_seqs AS (
                  UPDATE chats t SET last_seq = t.last_seq + k.n, last_activity_at = $3
                  FROM UNNEST($1::int8[], $2::int8[]) AS k (id, n), chats_locked l
@@ -179,6 +265,7 @@ impl PgStore {
                  FROM UNNEST($6::int4[], $7::int8[], $8::int8[], $9::int8[], $10::text[], $11::text[], $12::int8[])
                       AS m (chat_index, rank, chat_id, sender_id, client_id, body, created_at),
                       chat_base b
+                 WHERE (SELECT ok FROM guard)
                  RETURNING id, chat_id, seq),
              message_ids AS MATERIALIZED (
                  SELECT array_agg(id ORDER BY chat_id, seq) AS ids FROM new_messages),
@@ -187,12 +274,14 @@ impl PgStore {
                  SELECT e.user_id, b.pos_before[e.user_index] + e.rank, 'message', ($8::int8[])[e.message],
                         i.ids[e.message], ($12::int8[])[e.message]
                  FROM UNNEST($13::int8[], $14::int4[], $15::int8[], $16::int4[]) AS e (user_id, user_index, rank, message),
-                      user_base b, message_ids i),
+                      user_base b, message_ids i
+                 WHERE (SELECT ok FROM guard)),
              first_words AS (
                  UPDATE chat_members cm SET reached_out = TRUE
                  FROM UNNEST($17::int8[], $18::int8[]) AS f (chat_id, user_id)
-                 WHERE cm.chat_id = f.chat_id AND cm.user_id = f.user_id)
-             SELECT c.seq_before, u.pos_before, i.ids FROM chat_base c, user_base u, message_ids i",
+                 WHERE cm.chat_id = f.chat_id AND cm.user_id = f.user_id AND NOT cm.reached_out
+                   AND (SELECT ok FROM guard))
+             SELECT g.ok, c.seq_before, u.pos_before, i.ids FROM guard g, chat_base c, user_base u, message_ids i",
         )
         .bind(&chat_ids)
         .bind(&chat_counts)
@@ -212,6 +301,7 @@ impl PgStore {
         .bind(&events.3)
         .bind(&first_chats)
         .bind(&first_senders)
+        .bind(w.members_epoch)
         .fetch_one(conn)
         .await
         .map_err(|err| match &err {
@@ -221,6 +311,12 @@ impl PgStore {
             sqlx::Error::Database(db) if db.code().as_deref() == Some("23502") => StoreError::Retry,
             _ => err.into(),
         })?;
+        if !current {
+            return Err(StoreError::MembersChanged);
+        }
+        let (Some(seq_before), Some(pos_before), Some(ids)) = (seq_before, pos_before, ids) else {
+            return Err(StoreError::Corrupt("a batch's write returned no counters".into()));
+        };
         if seq_before.len() != chat_ids.len() || pos_before.len() != user_ids.len() || ids.len() != messages.0.len() {
             return Err(StoreError::Corrupt("a batch's write returned counters of another size".into()));
         }

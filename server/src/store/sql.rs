@@ -3,8 +3,10 @@
 //! text serves both; each backend module supplies its pools and calls `impl_store!`.
 
 /// Implements `Store` for a type with `reader()` and `writer()` pools of database `$db`, a
-/// `MAX_WRITERS` constant and the batch statements (`committed_messages`, `batch_members`,
-/// `write_batch`, `bump`, `insert_events`).
+/// `MAX_WRITERS` constant, the batch statements (`committed_messages`, `batch_members`,
+/// `write_batch`, `bump`, `insert_events`) and the memory of chats' members between batches
+/// (`remembered_members`, `remember_members`, `forget_members`, `remember_first_words`; Postgres
+/// only, SQLite's are empty).
 macro_rules! impl_store {
     ($store:ty, $db:ty, $backend:literal) => {
         // A block of its own, so the glob import stays inside the expansion.
@@ -72,10 +74,15 @@ macro_rules! impl_store {
             /// storing nothing. Only a message that would be refused (a block, a chat left) must
             /// be looked up before it is answered, since it may be the resend of one stored
             /// before: the refusal must not hide that it was.
+            ///
+            /// With `from_memory`, chats whose members the store remembers (with no block and no
+            /// deleted account among them) skip the read; the write then checks that nothing
+            /// changed who is in them since, or fails with `MembersChanged` having stored nothing.
             async fn try_send_batch(
                 &self,
                 batch: &[NewMessage],
                 look_up_resends: bool,
+                from_memory: bool,
             ) -> StoreResult<Option<Vec<SendOutcome>>> {
                 use std::collections::{BTreeMap, HashMap, HashSet};
                 let mut conn = self.writer().acquire().await?;
@@ -103,9 +110,17 @@ macro_rules! impl_store {
                 let mut silent: HashSet<(i64, i64)> = HashSet::new();
                 // Chats with a deleted member: nobody is there to write to, or to write.
                 let mut abandoned: HashSet<i64> = HashSet::new();
-                for BatchMember { chat_id, user_id, reached_out, blocks_friend, gone } in
-                    Self::batch_members(&mut conn, &chat_ids).await?
-                {
+                let remembered = if from_memory && !look_up_resends { self.remembered_members(&chat_ids) } else { None };
+                let members_epoch = remembered.as_ref().map(|(epoch, _)| *epoch);
+                let rows = match remembered {
+                    Some((_, rows)) => rows,
+                    None => {
+                        let rows = Self::batch_members(&mut conn, &chat_ids).await?;
+                        self.remember_members(&chat_ids, &rows);
+                        rows
+                    }
+                };
+                for BatchMember { chat_id, user_id, reached_out, blocks_friend, gone, .. } in rows {
                     members.entry(chat_id).or_default().push(user_id);
                     if gone {
                         abandoned.insert(chat_id);
@@ -169,11 +184,16 @@ macro_rules! impl_store {
                         }
                     }
                     let now = batch.iter().map(|m| m.now).max().unwrap_or_default();
-                    let plan = BatchWrite { batch, by_chat, events_of, first_words, now };
+                    let plan = BatchWrite { batch, by_chat, events_of, first_words, now, members_epoch };
                     let mut written = match Self::write_batch(&mut conn, &plan).await {
                         Err(StoreError::Conflict) if !look_up_resends => return Ok(None),
+                        Err(StoreError::MembersChanged) => {
+                            self.forget_members();
+                            return Err(StoreError::MembersChanged);
+                        }
                         result => result?,
                     };
+                    self.remember_first_words(&plan.first_words);
                     if written.len() != batch.len()
                         || plan.by_chat.values().flatten().any(|&i| written[i].is_none())
                     {
@@ -544,11 +564,12 @@ macro_rules! impl_store {
             #[tracing::instrument(skip_all)]
             async fn send_messages(&self, batch: &[NewMessage]) -> StoreResult<Vec<SendOutcome>> {
                 let _timer = $crate::metrics::StoreTimer::start("send_messages");
-                let (mut look_up_resends, mut retries) = (false, 0);
+                let (mut look_up_resends, mut retries, mut from_memory) = (false, 0, true);
                 loop {
-                    match self.try_send_batch(batch, look_up_resends).await {
+                    match self.try_send_batch(batch, look_up_resends, from_memory).await {
                         Ok(Some(outcomes)) => return Ok(outcomes),
                         Ok(None) => look_up_resends = true,
+                        Err(StoreError::MembersChanged) if from_memory => from_memory = false,
                         Err(StoreError::Conflict | StoreError::Retry) if retries < 2 => retries += 1,
                         Err(err) => return Err(err),
                     }
@@ -975,6 +996,9 @@ pub(crate) struct BatchMember {
     pub blocks_friend: bool,
     /// The account is deleted.
     pub gone: bool,
+    /// Postgres: the membership epoch (`membership_epoch`) the row was read at.
+    #[sqlx(default)]
+    pub epoch: Option<i64>,
 }
 
 /// An event row to store, its position already handed out.
@@ -1013,6 +1037,9 @@ pub(crate) struct BatchWrite<'a> {
     pub first_words: Vec<(i64, i64)>,
     /// The chats' new `last_activity_at`.
     pub now: super::Millis,
+    /// The membership epoch the chats' members were remembered at, when they came from memory:
+    /// the write stores nothing and fails with `MembersChanged` unless it is still current.
+    pub members_epoch: Option<i64>,
 }
 
 /// What `write_batch` returns for each message of a batch: the stored message and its events.

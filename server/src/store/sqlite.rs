@@ -112,6 +112,18 @@ impl SqliteStore {
         Ok(query.build_query_as().fetch_all(conn).await?)
     }
 
+    /// SQLite reads the members for every batch: the database is in the process, so the read
+    /// costs no round trip to another, and memory would gain little.
+    fn remembered_members(&self, _chat_ids: &[i64]) -> Option<(i64, Vec<BatchMember>)> {
+        None
+    }
+
+    fn remember_members(&self, _chat_ids: &[i64], _rows: &[BatchMember]) {}
+
+    fn forget_members(&self) {}
+
+    fn remember_first_words(&self, _first_words: &[(i64, i64)]) {}
+
     async fn batch_members(conn: &mut SqliteConnection, chat_ids: &[i64]) -> StoreResult<Vec<BatchMember>> {
         let mut query = QueryBuilder::<Sqlite>::new(batch_members_select!());
         query.push(" WHERE cm.chat_id IN (");

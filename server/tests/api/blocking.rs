@@ -17,6 +17,7 @@ on_both_backends!(
     a_blocked_user_does_not_see_the_blockers_presence_until_unblocked,
     blocks_are_listed_and_only_for_people_you_share_a_chat_with,
     typing_does_not_cross_a_block,
+    a_block_holds_back_the_very_next_message_of_a_busy_chat,
 );
 
 const QUIET: Duration = Duration::from_millis(400);
@@ -199,4 +200,38 @@ async fn typing_does_not_cross_a_block(backend: Backend) {
     a.expect_none(QUIET, |f| matches!(f, ServerFrame::Typing { .. })).await;
     a.send(&ClientFrame::Typing { chat_id: chat }).await;
     b.expect_none(QUIET, |f| matches!(f, ServerFrame::Typing { .. } | ServerFrame::Error { .. })).await;
+}
+
+/// Messages flowing in a chat, then a block, then the next message at once: it is refused and
+/// not stored, though the chat's members were just read for the messages before (Postgres keeps
+/// them in memory between batches; the block must reach the next batch all the same). Unblocked,
+/// the next message flows again.
+async fn a_block_holds_back_the_very_next_message_of_a_busy_chat(backend: Backend) {
+    let app = spawn_open(backend, |_| {}).await;
+    let (ada, bo, chat) = friends(&app).await;
+    let mut a = WsClient::connect(&app, &ada.token).await;
+    let mut b = WsClient::connect(&app, &bo.token).await;
+    for n in 0..3 {
+        b.say(chat, &format!("busy {n}")).await;
+        b.next_ack().await;
+    }
+    block(&app, &ada, bo.user.id).await;
+    b.say(chat, "after the block").await;
+    assert_eq!(b.next_error().await.0, "chat_not_found");
+    a.say(chat, "blocker's word").await;
+    assert_eq!(a.next_error().await.0, "you_blocked");
+    let page: MessagePage = app.get_json(&format!("/api/v1/chats/{chat}/messages"), &ada.token).await;
+    assert_eq!(page.messages.len(), 5, "the two from before and the three busy ones");
+    assert!(page.messages.iter().all(|m| m.body != "after the block" && m.body != "blocker's word"));
+
+    unblock(&app, &ada, bo.user.id).await;
+    b.say(chat, "unblocked").await;
+    b.next_ack().await;
+    let message = loop {
+        let (_, message) = a.next_message().await;
+        if message.body == "unblocked" {
+            break message;
+        }
+    };
+    assert_eq!(message.sender_id, bo.user.id);
 }

@@ -149,3 +149,37 @@ async fn ending_a_session_on_one_node_closes_its_sockets_on_the_others() {
         "node B closed the socket of the session that ended on node A"
     );
 }
+
+/// A block made through one node holds back the very next message sent through another, though
+/// that node just stored messages of the chat and keeps its members in memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_block_made_on_one_node_holds_back_the_next_message_on_another() {
+    let cluster = Cluster::start(2, &[]).await;
+    let (a, b) = (cluster.url(0), cluster.url(1));
+    let ada = user(&a, "Ada").await;
+    let bo = user(&a, "Bo").await;
+    let chat = start_chat(&a, &ada.token, "Bo").await;
+    let mut bo_ws = Ws::connect(&a, &bo.token).await;
+    for n in 0..3 {
+        bo_ws.say(chat.id, &crate::harness::client_id(n), &format!("busy {n}")).await;
+        bo_ws.next_ack().await;
+    }
+    let block = crate::harness::http()
+        .post(format!("{b}/api/v1/blocks"))
+        .bearer_auth(&ada.token)
+        .json(&serde_json::json!({"user_id": bo.user.id}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(block.status(), 204, "block through node B");
+    bo_ws.say(chat.id, &crate::harness::client_id(3), "after the block").await;
+    let code = bo_ws
+        .next_matching("an error", |f| match f {
+            ServerFrame::Error { code, .. } => Some(code.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(code, "chat_not_found", "refused through node A");
+    let stored = chat_with(&b, &ada.token, bo.user.id).await.last_message.map(|m| m.body);
+    assert_eq!(stored.as_deref(), Some("busy 2"), "nothing stored after the block");
+}
