@@ -16,14 +16,32 @@ BEGIN
 END
 $$;
 
-CREATE TRIGGER blocks_move_membership_epoch
-    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON blocks
+-- Deferred to the commit, so that a transaction takes the counter's row lock last, after every
+-- other lock it takes: one that held it while waiting for a user's row (say, a new chat's events)
+-- could deadlock with another holding that row and waiting for the counter (an account deleted).
+-- Not on updates of `reached_out` or the read markers: neither decides where a message may go,
+-- and a batch's own first message would move the counter.
+CREATE CONSTRAINT TRIGGER blocks_move_membership_epoch
+    AFTER INSERT OR UPDATE OR DELETE ON blocks
+    DEFERRABLE INITIALLY DEFERRED
+    FOR EACH ROW EXECUTE FUNCTION move_membership_epoch();
+CREATE CONSTRAINT TRIGGER chat_members_move_membership_epoch
+    AFTER INSERT OR DELETE OR UPDATE OF chat_id, user_id ON chat_members
+    DEFERRABLE INITIALLY DEFERRED
+    FOR EACH ROW EXECUTE FUNCTION move_membership_epoch();
+CREATE CONSTRAINT TRIGGER users_deleted_move_membership_epoch
+    AFTER UPDATE OF deleted_at ON users
+    DEFERRABLE INITIALLY DEFERRED
+    FOR EACH ROW WHEN (OLD.deleted_at IS DISTINCT FROM NEW.deleted_at)
+    EXECUTE FUNCTION move_membership_epoch();
+CREATE CONSTRAINT TRIGGER users_removed_move_membership_epoch
+    AFTER DELETE ON users
+    DEFERRABLE INITIALLY DEFERRED
+    FOR EACH ROW EXECUTE FUNCTION move_membership_epoch();
+-- TRUNCATE takes no row triggers; an operator's TRUNCATE moves it at once.
+CREATE TRIGGER blocks_truncated_move_membership_epoch AFTER TRUNCATE ON blocks
     FOR EACH STATEMENT EXECUTE FUNCTION move_membership_epoch();
--- Not on updates of `reached_out` or the read markers: a batch's own write of `reached_out`
--- would move it, and neither decides where a message may go.
-CREATE TRIGGER chat_members_move_membership_epoch
-    AFTER INSERT OR DELETE OR TRUNCATE OR UPDATE OF chat_id, user_id ON chat_members
+CREATE TRIGGER chat_members_truncated_move_membership_epoch AFTER TRUNCATE ON chat_members
     FOR EACH STATEMENT EXECUTE FUNCTION move_membership_epoch();
-CREATE TRIGGER users_move_membership_epoch
-    AFTER DELETE OR TRUNCATE OR UPDATE OF deleted_at ON users
+CREATE TRIGGER users_truncated_move_membership_epoch AFTER TRUNCATE ON users
     FOR EACH STATEMENT EXECUTE FUNCTION move_membership_epoch();
