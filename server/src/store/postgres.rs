@@ -20,8 +20,8 @@ pub struct PgStore {
 }
 
 /// Chats' members kept between batches of messages, so that a batch of chats seen before skips
-/// the read of their members: a round trip and a statement, a third of a small batch's cost
-/// (docs/BENCHMARKS.md, item 23). It holds for one membership epoch: `membership_epoch`, which
+/// the read of their members: a statement and a round trip before every write (at a light load,
+/// a third more messages per second without it; docs/BENCHMARKS.md, item 23). It holds for one membership epoch: `membership_epoch`, which
 /// triggers move on every change to chats' members, to blocks and to deleted accounts, and which
 /// the write compares in its own snapshot, storing nothing if it moved.
 #[derive(Default)]
