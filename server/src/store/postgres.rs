@@ -197,7 +197,7 @@ impl PgStore {
     /// With `members_epoch` (the members came from memory) every part of the statement is
     /// conditioned on the epoch being still that one in the statement's snapshot; otherwise it
     /// stores nothing and the batch fails with `MembersChanged`.
-    async fn write_batch(conn: &mut PgConnection, w: &BatchWrite<'_>) -> StoreResult<Vec<Written>> {
+    async fn write_batch(conn: &mut PgConnection, w: &BatchWrite<'_>) -> StoreResult<(Vec<Written>, Vec<(i64, i64)>)> {
         let batch = w.batch;
         let (chat_ids, chat_counts): (Vec<i64>, Vec<i64>) =
             w.by_chat.iter().map(|(&chat, list)| (chat, list.len() as i64)).unzip();
@@ -231,8 +231,9 @@ impl PgStore {
             }
         }
         let (first_chats, first_senders): (Vec<i64>, Vec<i64>) = w.first_words.iter().copied().unzip();
-        type Returned = (bool, Option<Vec<i64>>, Option<Vec<i64>>, Option<Vec<i64>>);
-        let (current, seq_before, pos_before, ids): Returned = sqlx::query_as(
+        type Array = Option<Vec<i64>>;
+        let (current, seq_before, pos_before, ids, reached_chats, reached_users): (bool, Array, Array, Array, Array, Array) =
+            sqlx::query_as(
             "WITH guard AS MATERIALIZED (
                  SELECT $19::int8 IS NULL OR $19::int8 = (SELECT value FROM membership_epoch WHERE id = 1) AS ok),
              chats_locked AS MATERIALIZED (
@@ -280,8 +281,12 @@ impl PgStore {
                  UPDATE chat_members cm SET reached_out = TRUE
                  FROM UNNEST($17::int8[], $18::int8[]) AS f (chat_id, user_id)
                  WHERE cm.chat_id = f.chat_id AND cm.user_id = f.user_id AND NOT cm.reached_out
-                   AND (SELECT ok FROM guard))
-             SELECT g.ok, c.seq_before, u.pos_before, i.ids FROM guard g, chat_base c, user_base u, message_ids i",
+                   AND (SELECT ok FROM guard)
+                 RETURNING cm.chat_id, cm.user_id)
+             SELECT g.ok, c.seq_before, u.pos_before, i.ids,
+                    (SELECT array_agg(chat_id ORDER BY chat_id, user_id) FROM first_words),
+                    (SELECT array_agg(user_id ORDER BY chat_id, user_id) FROM first_words)
+             FROM guard g, chat_base c, user_base u, message_ids i",
         )
         .bind(&chat_ids)
         .bind(&chat_counts)
@@ -321,7 +326,9 @@ impl PgStore {
             return Err(StoreError::Corrupt("a batch's write returned counters of another size".into()));
         }
 
-        Ok(w.written(&seq_before, &pos_before, &ids))
+        let reached_out =
+            reached_chats.unwrap_or_default().into_iter().zip(reached_users.unwrap_or_default()).collect();
+        Ok((w.written(&seq_before, &pos_before, &ids), reached_out))
     }
 
     /// Adds `count` to `column` of each row `(id, count)` (and sets `last_activity_at` when

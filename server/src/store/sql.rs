@@ -185,7 +185,8 @@ macro_rules! impl_store {
                     }
                     let now = batch.iter().map(|m| m.now).max().unwrap_or_default();
                     let plan = BatchWrite { batch, by_chat, events_of, first_words, now, members_epoch };
-                    let mut written = match Self::write_batch(&mut conn, &plan).await {
+                    // The (chat, sender) pairs of `first_words` this write turned.
+                    let (mut written, turned) = match Self::write_batch(&mut conn, &plan).await {
                         Err(StoreError::Conflict) if !look_up_resends => return Ok(None),
                         Err(StoreError::MembersChanged) => {
                             self.forget_members();
@@ -203,7 +204,7 @@ macro_rules! impl_store {
                         if let Some((message, events)) = stored.take() {
                             let key = (message.chat_id, message.sender_id);
                             // Only the first of the sender's messages in the batch says so.
-                            let reached_out = plan.first_words.contains(&key)
+                            let reached_out = turned.contains(&key)
                                 && !outcomes[..i].iter().any(|o| {
                                     matches!(o, Some(SendOutcome::Created { message: m, .. })
                                         if (m.chat_id, m.sender_id) == key)
@@ -1033,7 +1034,9 @@ pub(crate) struct BatchWrite<'a> {
     /// The events to append (indexes into `batch`) by member, members ascending; a member's in
     /// the order of their positions.
     pub events_of: std::collections::BTreeMap<i64, Vec<usize>>,
-    /// (chat, sender) of a sender's first message in a chat: their `reached_out` turns true.
+    /// (chat, sender) of a sender's first message in a chat, as far as the batch knows: their
+    /// `reached_out` turns true. `write_batch` returns those it turned, leaving out any another
+    /// writer turned meanwhile (or before, unseen by members kept in memory).
     pub first_words: Vec<(i64, i64)>,
     /// The chats' new `last_activity_at`.
     pub now: super::Millis,

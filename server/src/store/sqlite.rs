@@ -137,7 +137,10 @@ impl SqliteStore {
 
     /// Stores a batch in one transaction, a statement per step: counters of the chats, the
     /// largest message id, counters of the members, then the messages and their events.
-    async fn write_batch(conn: &mut SqliteConnection, w: &BatchWrite<'_>) -> StoreResult<Vec<Written>> {
+    async fn write_batch(
+        conn: &mut SqliteConnection,
+        w: &BatchWrite<'_>,
+    ) -> StoreResult<(Vec<Written>, Vec<(i64, i64)>)> {
         let mut tx = conn.begin().await?;
         let counts = w.by_chat.iter().map(|(&chat, list)| (chat, list.len() as i64));
         let last_seq = Self::bump(&mut tx, "chats", "last_seq", Some(w.now), counts).await?;
@@ -174,15 +177,21 @@ impl SqliteStore {
             .collect();
         Self::insert_events(&mut tx, &events).await?;
         // Rare: one statement per sender and chat.
+        let mut reached_out = Vec::new();
         for &(chat_id, user_id) in &w.first_words {
-            sqlx::query("UPDATE chat_members SET reached_out = TRUE WHERE chat_id = $1 AND user_id = $2")
-                .bind(chat_id)
-                .bind(user_id)
-                .execute(&mut *tx)
-                .await?;
+            let updated = sqlx::query(
+                "UPDATE chat_members SET reached_out = TRUE WHERE chat_id = $1 AND user_id = $2 AND NOT reached_out",
+            )
+            .bind(chat_id)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+            if updated.rows_affected() == 1 {
+                reached_out.push((chat_id, user_id));
+            }
         }
         tx.commit().await?;
-        Ok(written)
+        Ok((written, reached_out))
     }
 
     /// Inserts the messages, ids and all, in statements of up to [`MESSAGES_PER_INSERT`] rows.
