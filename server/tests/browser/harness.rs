@@ -72,7 +72,7 @@ impl Driver {
             .connect(&format!("http://127.0.0.1:{}", self.port))
             .await
             .expect("a Chromium session");
-        Browser { page: Page::new(client, name, WAIT, screenshot_dir()), profile }
+        Browser { page: Page::new(client, name, WAIT, screenshot_dir()), profile: Profile(profile) }
     }
 }
 
@@ -86,7 +86,7 @@ impl Drop for Driver {
 /// A Chromium with its own profile; the page's helpers through `Deref`.
 pub struct Browser {
     page: Page,
-    profile: PathBuf,
+    profile: Profile,
 }
 
 impl std::ops::Deref for Browser {
@@ -106,6 +106,17 @@ impl std::ops::DerefMut for Browser {
 impl Browser {
     pub async fn close(self) {
         let _ = self.page.close().await;
-        let _ = std::fs::remove_dir_all(&self.profile);
+        let _ = std::fs::remove_dir_all(&self.profile.0);
+    }
+}
+
+/// A browser's profile folder. A test that panics never closes its browsers, and killing
+/// chromedriver leaves its Chromium running: dropped, this ends every process started with the
+/// profile (none are left after `Browser::close`).
+struct Profile(PathBuf);
+
+impl Drop for Profile {
+    fn drop(&mut self) {
+        let _ = Command::new("pkill").arg("-f").arg(self.0.as_os_str()).status();
     }
 }
