@@ -9,7 +9,8 @@
 # its URL (say `?options=-c%20plan_cache_mode%3Dforce_generic_plan`); BENCH_BIN=<folder> runs the
 # binaries in that folder instead of building (two builds compared back to back). The server's
 # /metrics after each scenario go to <target>/bench/<backend>-<scenario>.metrics, and the
-# scenario's group commits (batches, mean size, the writers' busy time) are printed from them.
+# scenario's group commits (batches, mean size, the writers' busy time, and on Postgres how many
+# took their chats' members from memory) are printed from them.
 # NODES=2 (postgres only) starts that many nodes on one database and one Redis (BENCH_REDIS_URL, default
 # redis://127.0.0.1:6379, under a key prefix of the run's own); REDIS=1 puts a single node on
 # Redis too. Results are then named <backend>-redis-<N>node-<scenario>.json. With several nodes,
@@ -127,18 +128,25 @@ load() {
 # The first node's group commits during the last scenario: how many, how large, and how long its
 # writers spent storing them (the metrics count from the server's start, so the scenario's share
 # is the difference from the last reading).
-batches_seen=0 batch_messages_seen=0 batch_secs_seen=0
+batches_seen=0 batch_messages_seen=0 batch_secs_seen=0 remembered_seen=0 read_seen=0 changed_seen=0
 commit_batches() {
-    local now
+    local now file="$1"
     now=$(awk '/^parley_commit_batch_messages_count / {c = $2} /^parley_commit_batch_messages_sum / {m = $2}
                /^parley_store_seconds_sum\{op="send_messages"\}/ {t = $2}
-               END {printf "%d %d %.3f", c, m, t}' "$1" 2>/dev/null) || return 0
+               END {printf "%d %d %.3f", c, m, t}' "$file" 2>/dev/null) || return 0
     set -- $now
     [ "$#" -eq 3 ] || return 0
     awk -v c="$(( $1 - batches_seen ))" -v m="$(( $2 - batch_messages_seen ))" -v t="$3" -v t0="$batch_secs_seen" \
         'BEGIN {if (c > 0) printf "group commit: %d batches, %.1f messages each on average, the writers busy %.2f s in all\n",
                                c, m / c, t - t0}'
     batches_seen=$1 batch_messages_seen=$2 batch_secs_seen=$3
+    # Where the batches' chat members came from (Postgres keeps them in memory between batches).
+    now=$(awk '/^parley_batch_members_total\{from="memory"\}/ {r = $2} /^parley_batch_members_total\{from="database"\}/ {d = $2}
+               /^parley_members_changed_total / {x = $2} END {printf "%d %d %d", r, d, x}' "$file" 2>/dev/null) || return 0
+    set -- $now
+    awk -v r="$(( $1 - remembered_seen ))" -v d="$(( $2 - read_seen ))" -v x="$(( $3 - changed_seen ))" \
+        'BEGIN {if (r > 0) printf "members: from memory for %d batches, read for %d, changed meanwhile %d times\n", r, d, x}'
+    remembered_seen=$1 read_seen=$2 changed_seen=$3
 }
 # With several nodes: one load generator per node, each holding its share of the sockets, all at
 # once (a process here can hold at most ~19,900); the nodes' sockets and RSS are summed while they

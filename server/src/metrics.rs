@@ -20,6 +20,12 @@ pub const SYNC_BATCHES: &str = "parley_sync_batches_total";
 pub const CUT_OFF: &str = "parley_ws_cut_off_total";
 pub const STORE_SECONDS: &str = "parley_store_seconds";
 pub const BATCH_SIZE: &str = "parley_commit_batch_messages";
+/// Batches of messages by where their chats' members came from (`from`: `memory` or
+/// `database`; Postgres keeps them between batches, SQLite reads them each time).
+pub const BATCH_MEMBERS: &str = "parley_batch_members_total";
+/// Batches written from members in memory that had changed meanwhile, so were read and written
+/// anew.
+pub const MEMBERS_CHANGED: &str = "parley_members_changed_total";
 /// Events a connection was sent from the store because live delivery had lost them.
 pub const CAUGHT_UP: &str = "parley_events_caught_up_total";
 /// Cluster: whether this node's Redis subscription is live (1) or not (0).

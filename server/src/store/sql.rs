@@ -112,6 +112,8 @@ macro_rules! impl_store {
                 let mut abandoned: HashSet<i64> = HashSet::new();
                 let remembered = if from_memory && !look_up_resends { self.remembered_members(&chat_ids) } else { None };
                 let members_epoch = remembered.as_ref().map(|(epoch, _)| *epoch);
+                let from = if remembered.is_some() { "memory" } else { "database" };
+                ::metrics::counter!($crate::metrics::BATCH_MEMBERS, "from" => from).increment(1);
                 let rows = match remembered {
                     Some((_, rows)) => rows,
                     None => {
@@ -189,6 +191,7 @@ macro_rules! impl_store {
                     let (mut written, turned) = match Self::write_batch(&mut conn, &plan).await {
                         Err(StoreError::Conflict) if !look_up_resends => return Ok(None),
                         Err(StoreError::MembersChanged) => {
+                            ::metrics::counter!($crate::metrics::MEMBERS_CHANGED).increment(1);
                             self.forget_members();
                             return Err(StoreError::MembersChanged);
                         }

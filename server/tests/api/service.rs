@@ -200,8 +200,13 @@ async fn metrics_are_served_to_loopback_or_with_the_token(backend: Backend) {
     socket.say(chat, "counted").await;
     socket.next_ack().await;
     let text = app.client.get(app.at("/metrics")).send().await.unwrap().text().await.unwrap();
-    for metric in ["parley_ws_connections", "parley_messages_total", "parley_acks_total", "parley_store_seconds_bucket"]
-    {
+    for metric in [
+        "parley_ws_connections",
+        "parley_messages_total",
+        "parley_acks_total",
+        "parley_store_seconds_bucket",
+        "parley_batch_members_total{from=\"database\"}",
+    ] {
         assert!(text.contains(metric), "{metric} missing from:\n{text}");
     }
 
