@@ -6,10 +6,10 @@
 //! next commit takes all of them. At low load a batch is one message; under load, many. A second
 //! batch is stored beside the first only once many messages wait (see [`SECOND_BATCH_AFTER`]).
 //!
-//! A message's fate is handed to its [`Completion`] in queue order, right after its batch committed
-//! or failed, on the writer's completer task (so the writer is already storing the next batch):
-//! the sender of many messages in a row need not wait for each (a socket keeps reading while its
-//! messages commit), and what follows a commit (acks and deliveries) happens in commit order,
+//! A message's fate is handed to its [`Completion`] right after its batch committed or failed, on
+//! one completer task (so the next batch is already being stored), and in queue order within its
+//! chat: the sender of many messages in a row need not wait for each (a socket keeps reading while
+//! its messages commit), and what follows a commit (acks and deliveries) happens in commit order,
 //! without a task switch per message.
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -21,8 +21,8 @@ use crate::{
     store::{NewMessage, SendOutcome, Store},
 };
 
-/// Told the outcome of one message once it is known. It runs on the writer's completer task, one
-/// after another, so it must be quick and must not block: queue frames, spawn anything slow.
+/// Told the outcome of one message once it is known. It runs on the completer task, one after
+/// another, so it must be quick and must not block: queue frames, spawn anything slow.
 pub type Completion = Box<dyn FnOnce(Result<SendOutcome, ApiError>) + Send>;
 
 struct Job {
@@ -103,7 +103,8 @@ async fn dispatch(store: Arc<dyn Store>, mut jobs: mpsc::Receiver<Job>, max_batc
             Some(finished) = running.join_next_with_id() => {
                 let id = match finished {
                     Ok((id, ())) => id,
-                    // The senders of a batch whose task panicked hear nothing and resend.
+                    // The senders of a batch whose task panicked hear nothing (their send slots
+                    // are freed with the dropped completions); their clients resend.
                     Err(err) => {
                         tracing::error!(error = %err, "a batch of messages was lost");
                         err.id()
