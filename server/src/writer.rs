@@ -128,11 +128,13 @@ async fn dispatch(store: Arc<dyn Store>, mut jobs: mpsc::Receiver<Job>, max_batc
 /// least `least` of them can be taken. A message left waiting holds back every later one of its
 /// chat: the taken are a prefix of each chat's queue.
 fn cut(waiting: &mut VecDeque<Job>, storing: &HashSet<i64>, max: usize, least: usize) -> Option<Vec<Job>> {
+    // Never an empty batch.
+    let least = least.max(1);
     if storing.is_empty() {
-        return (waiting.len() >= least.max(1)).then(|| waiting.drain(..max.min(waiting.len())).collect());
+        return (waiting.len() >= least).then(|| waiting.drain(..max.min(waiting.len())).collect());
     }
     let free = |job: &Job| !storing.contains(&job.message.chat_id);
-    if waiting.iter().filter(|job| free(job)).take(least.max(1)).count() < least.max(1) {
+    if waiting.iter().filter(|job| free(job)).take(least).count() < least {
         return None;
     }
     let mut batch = Vec::with_capacity(max.min(waiting.len()));

@@ -225,8 +225,9 @@ impl PgStore {
         Some((memory.epoch, rows))
     }
 
-    /// Remembers the chats just read, those with no block and no deleted account among their
-    /// members; rows of another epoch than the one remembered replace everything.
+    /// Remembers the chats just read (one statement's rows, so of one epoch), those with no block
+    /// and no deleted account among their members; rows of another epoch than the one remembered
+    /// replace everything.
     fn remember_members(&self, chat_ids: &[i64], rows: &[BatchMember]) {
         let Some(epoch) = rows.first().and_then(|row| row.epoch) else { return };
         let mut memory = self.memory();
@@ -239,7 +240,7 @@ impl PgStore {
             of_chat.entry(row.chat_id).or_default().push(row);
         }
         for (chat_id, members) in of_chat {
-            if members.iter().all(|m| !m.blocks_friend && !m.gone && m.epoch == Some(epoch)) {
+            if members.iter().all(|m| !m.blocks_friend && !m.gone) {
                 memory.chats.insert(chat_id, members.iter().map(|m| (m.user_id, m.reached_out)).collect());
             }
         }

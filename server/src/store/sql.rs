@@ -47,6 +47,22 @@ macro_rules! impl_store {
                 Ok(events.iter().map(|e| EventPos { user_id: e.user_id, pos: e.pos }).collect())
             }
 
+            /// Turns the member's `reached_out` true; whether this call turned it.
+            async fn reach_out<'e, E: sqlx::Executor<'e, Database = $db>>(
+                executor: E,
+                chat_id: i64,
+                user_id: i64,
+            ) -> StoreResult<bool> {
+                let updated = sqlx::query(
+                    "UPDATE chat_members SET reached_out = TRUE WHERE chat_id = $1 AND user_id = $2 AND NOT reached_out",
+                )
+                .bind(chat_id)
+                .bind(user_id)
+                .execute(executor)
+                .await?;
+                Ok(updated.rows_affected() == 1)
+            }
+
             /// The chat's members, in a transaction or not.
             async fn members<'e, E: sqlx::Executor<'e, Database = $db>>(executor: E, chat_id: i64) -> StoreResult<Vec<i64>> {
                 let rows: Vec<(i64,)> = sqlx::query_as("SELECT user_id FROM chat_members WHERE chat_id = $1")
@@ -450,15 +466,9 @@ macro_rules! impl_store {
                         .bind(&pair_key)
                         .fetch_one(&mut *tx)
                         .await?;
-                    let reached = sqlx::query(
-                        "UPDATE chat_members SET reached_out = TRUE WHERE chat_id = $1 AND user_id = $2 AND NOT reached_out",
-                    )
-                    .bind(chat_id)
-                    .bind(a)
-                    .execute(&mut *tx)
-                    .await?;
+                    let reached_out = Self::reach_out(&mut *tx, chat_id, a).await?;
                     tx.commit().await?;
-                    return Ok(NewChat { chat_id, events: Vec::new(), reached_out: reached.rows_affected() == 1 });
+                    return Ok(NewChat { chat_id, events: Vec::new(), reached_out });
                 };
                 for user_id in [a, b] {
                     sqlx::query(

@@ -179,14 +179,7 @@ impl SqliteStore {
         // Rare: one statement per sender and chat.
         let mut reached_out = Vec::new();
         for &(chat_id, user_id) in &w.first_words {
-            let updated = sqlx::query(
-                "UPDATE chat_members SET reached_out = TRUE WHERE chat_id = $1 AND user_id = $2 AND NOT reached_out",
-            )
-            .bind(chat_id)
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await?;
-            if updated.rows_affected() == 1 {
+            if Self::reach_out(&mut *tx, chat_id, user_id).await? {
                 reached_out.push((chat_id, user_id));
             }
         }
