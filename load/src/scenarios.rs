@@ -47,6 +47,94 @@ fn new_client_id(n: usize, salt: u64) -> String {
     format!("{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}", salt as u32, (salt >> 32) as u16, n >> 12 & 0xfff, n & 0xfff, n)
 }
 
+/// The latency target of issue 6 at a steady rate: a message slower than this is "slow".
+const SLOW_US: u64 = 5_000;
+/// The run is cut into windows of this much send time, to show whether slow messages come
+/// spread over the run (the typical batch is too slow) or bunched (a stall of some process).
+const WINDOW_US: u64 = 100_000;
+
+/// The messages sent in one window of the run, by send time.
+#[derive(Clone, Copy, Default)]
+struct Window {
+    messages: u64,
+    slow: u64,
+    max_us: u64,
+}
+
+/// Adds one message to the window of its send time.
+fn record_window(timeline: &mut Vec<Window>, sent_us: u64, latency_us: u64) {
+    let index = (sent_us / WINDOW_US) as usize;
+    if timeline.len() <= index {
+        timeline.resize(index + 1, Window::default());
+    }
+    let window = &mut timeline[index];
+    window.messages += 1;
+    window.slow += u64::from(latency_us > SLOW_US);
+    window.max_us = window.max_us.max(latency_us);
+}
+
+fn merge_windows(into: &mut Vec<Window>, from: &[Window]) {
+    if into.len() < from.len() {
+        into.resize(from.len(), Window::default());
+    }
+    for (a, b) in into.iter_mut().zip(from) {
+        a.messages += b.messages;
+        a.slow += b.slow;
+        a.max_us = a.max_us.max(b.max_us);
+    }
+}
+
+/// The slow messages and where they fall: a table cell and JSON of every window that had
+/// messages, its start in milliseconds from `start_us` (when the senders started).
+fn timeline_summary(timeline: &[Window], start_us: u64) -> (serde_json::Value, String) {
+    let windows: Vec<(i64, Window)> = timeline
+        .iter()
+        .enumerate()
+        .filter(|(_, w)| w.messages > 0)
+        .map(|(i, w)| (((i as u64 * WINDOW_US) as i64 - start_us as i64) / 1000, *w))
+        .collect();
+    let total: u64 = windows.iter().map(|(_, w)| w.messages).sum();
+    let slow: u64 = windows.iter().map(|(_, w)| w.slow).sum();
+    let mut worst: Vec<&(i64, Window)> = windows.iter().filter(|(_, w)| w.slow > 0).collect();
+    worst.sort_by_key(|(_, w)| std::cmp::Reverse(w.slow));
+    let in_worst_3: u64 = worst.iter().take(3).map(|(_, w)| w.slow).sum();
+    let listed: Vec<String> = worst
+        .iter()
+        .take(3)
+        .map(|(t, w)| {
+            format!(
+                "{:.1} s: {} of {} (max {:.1} ms)",
+                *t as f64 / 1000.0,
+                w.slow,
+                w.messages,
+                w.max_us as f64 / 1000.0
+            )
+        })
+        .collect();
+    let cell = if slow == 0 {
+        format!("none of {total}")
+    } else {
+        format!(
+            "{slow} of {total} ({:.2}%), in {} of {} windows of {} ms; the worst 3 hold {:.0}% of them: {}",
+            slow as f64 * 100.0 / total.max(1) as f64,
+            worst.len(),
+            windows.len(),
+            WINDOW_US / 1000,
+            in_worst_3 as f64 * 100.0 / slow as f64,
+            listed.join("; ")
+        )
+    };
+    let json = json!({
+        "slow_over_ms": SLOW_US as f64 / 1000.0,
+        "window_ms": WINDOW_US / 1000,
+        "slow": slow,
+        "windows": windows.iter().map(|(t, w)| json!({
+            "start_ms": t, "messages": w.messages, "slow": w.slow, "max_ms": w.max_us as f64 / 1000.0,
+        })).collect::<Vec<_>>(),
+    });
+    (json, cell)
+}
+
 fn run_salt() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
 }
@@ -82,6 +170,7 @@ async fn throughput(
         let chat = chats[pair];
         receivers.push(tokio::spawn(async move {
             let mut latency = latency_histogram();
+            let mut timeline = Vec::new();
             let mut seen = HashSet::with_capacity(messages);
             let mut duplicates = 0usize;
             // Delivered out of the order sent or stored: a later send time or `seq` came first.
@@ -94,7 +183,9 @@ async fn throughput(
                         last_at = Instant::now();
                         let sent_us: u64 = message.body.parse().unwrap_or(0);
                         let now_us = epoch.elapsed().as_micros() as u64;
-                        latency.saturating_record(now_us.saturating_sub(sent_us).max(1));
+                        let latency_us = now_us.saturating_sub(sent_us).max(1);
+                        latency.saturating_record(latency_us);
+                        record_window(&mut timeline, sent_us, latency_us);
                         if sent_us < last_sent_us || message.seq <= last_seq {
                             out_of_order += 1;
                         }
@@ -108,7 +199,7 @@ async fn throughput(
                 }
             }
             socket.close().await;
-            Result::Ok((latency, seen.len(), duplicates, out_of_order, last_at))
+            Result::Ok((latency, timeline, seen.len(), duplicates, out_of_order, last_at))
         }));
     }
     let mut sockets = Vec::with_capacity(pairs);
@@ -183,11 +274,13 @@ async fn throughput(
         lag.add(&h)?;
     }
     let mut latency = latency_histogram();
+    let mut timeline = Vec::new();
     let (mut delivered, mut duplicates, mut out_of_order) = (0, 0, 0);
     let mut last = started;
     for receiver in receivers {
-        let (h, n, d, o, at) = receiver.await??;
+        let (h, t, n, d, o, at) = receiver.await??;
         latency.add(&h)?;
+        merge_windows(&mut timeline, &t);
         delivered += n;
         duplicates += d;
         out_of_order += o;
@@ -198,6 +291,7 @@ async fn throughput(
     let per_sec = delivered as f64 / seconds;
     let (latency_json, latency_cell) = latency_summary(&latency);
     let (lag_json, lag_cell) = latency_summary(&lag);
+    let (timeline_json, timeline_cell) = timeline_summary(&timeline, started.duration_since(epoch).as_micros() as u64);
     let mut rows = vec![
         (
             "scenario".into(),
@@ -213,6 +307,7 @@ async fn throughput(
         ("time".into(), format!("{seconds:.2} s")),
         ("rate".into(), format!("{per_sec:.0} messages/s delivered")),
         ("send → receive".into(), latency_cell),
+        (format!("over {} ms", SLOW_US / 1000), timeline_cell),
     ];
     if rate.is_some() {
         rows.push(("due → written".into(), lag_cell));
@@ -226,7 +321,7 @@ async fn throughput(
             "acked": acked, "delivered": delivered, "duplicates": duplicates, "missing": expected - delivered.min(expected),
             "out_of_order": out_of_order,
             "seconds": seconds, "messages_per_sec": per_sec, "latency": latency_json,
-            "send_lag": rate.map(|_| lag_json),
+            "send_lag": rate.map(|_| lag_json), "timeline": timeline_json,
         }),
     })
 }
@@ -450,4 +545,40 @@ async fn fanout(target: &Target, accounts: &[Account], devices: usize, rounds: u
         ],
         json: json!({"scenario": "fanout", "devices": devices, "rounds": rounds, "complete": complete, "latency": latency_json}),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slow_messages_are_counted_in_the_window_of_their_send_time() {
+        let mut a = Vec::new();
+        record_window(&mut a, 50_000, 1_000);
+        record_window(&mut a, 250_000, SLOW_US + 1);
+        record_window(&mut a, 260_000, SLOW_US);
+        let mut b = Vec::new();
+        record_window(&mut b, 280_000, 40_000);
+        merge_windows(&mut a, &b);
+        assert_eq!(a.len(), 3);
+        assert_eq!((a[0].messages, a[0].slow), (1, 0));
+        assert_eq!(a[1].messages, 0);
+        assert_eq!((a[2].messages, a[2].slow, a[2].max_us), (3, 2, 40_000));
+
+        // Counted from a start 100 ms into the timeline: the empty window is left out.
+        let (json, cell) = timeline_summary(&a, 100_000);
+        assert_eq!(json["slow"], 2);
+        let windows = json["windows"].as_array().unwrap();
+        assert_eq!(windows.len(), 2);
+        assert_eq!((windows[0]["start_ms"].as_i64(), windows[1]["start_ms"].as_i64()), (Some(-100), Some(100)));
+        assert!(cell.starts_with("2 of 4 (50.00%), in 1 of 2 windows of 100 ms"), "{cell}");
+        assert!(cell.ends_with("0.1 s: 2 of 3 (max 40.0 ms)"), "{cell}");
+    }
+
+    #[test]
+    fn a_run_without_slow_messages_says_so() {
+        let mut timeline = Vec::new();
+        record_window(&mut timeline, 0, 10);
+        assert_eq!(timeline_summary(&timeline, 0).1, "none of 1");
+    }
 }

@@ -69,6 +69,9 @@ async fn every_message_arrives_exactly_once(database_url: Option<String>) {
     assert_eq!(report["duplicates"], 0, "{report}");
     assert_eq!(report["missing"], 0, "{report}");
     assert_eq!(report["out_of_order"], 0, "{report}");
+    // The timeline of slow messages accounts for every message delivered.
+    let windows = report["timeline"]["windows"].as_array().expect("a timeline");
+    assert_eq!(windows.iter().map(|w| w["messages"].as_u64().unwrap()).sum::<u64>(), expected, "{report}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
