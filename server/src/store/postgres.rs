@@ -109,8 +109,9 @@ macro_rules! write_batch_ctes {
                              THEN array_agg(seq_before ORDER BY id) END AS seq_before
                  FROM chat_seqs),
              users_locked AS MATERIALIZED (
-                 SELECT id FROM users WHERE id = ANY($4) AND (SELECT count(*) FROM chats_locked) >= 0
-                 ORDER BY id FOR UPDATE),
+                 SELECT u.id FROM users u JOIN UNNEST($4::int8[]) AS k (id) ON u.id = k.id
+                 WHERE (SELECT count(*) FROM chats_locked) >= 0
+                 ORDER BY u.id FOR UPDATE OF u),
              user_positions AS (
                  UPDATE users t SET last_event_pos = t.last_event_pos + k.n
                  FROM UNNEST($4::int8[], $5::int8[]) AS k (id, n), users_locked l
