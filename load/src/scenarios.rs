@@ -47,7 +47,7 @@ fn new_client_id(n: usize, salt: u64) -> String {
     format!("{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}", salt as u32, (salt >> 32) as u16, n >> 12 & 0xfff, n & 0xfff, n)
 }
 
-/// The latency target of issue 6 at a steady rate: a message slower than this is "slow".
+/// The latency the benchmarks aim for at a steady rate (docs/BENCHMARKS.md): slower is "slow".
 const SLOW_US: u64 = 5_000;
 /// The run is cut into windows of this much send time, to show whether slow messages come
 /// spread over the run (the typical batch is too slow) or bunched (a stall of some process).
