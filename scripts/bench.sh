@@ -3,7 +3,9 @@
 #   scripts/bench.sh sqlite|postgres [throughput|catchup|fanout|connections …]
 # Runs the named scenarios (all four without names) with the settings of docs/BENCHMARKS.md and
 # writes the JSON results into <target>/bench/<backend>-<scenario>.json. Settings can be changed
-# with THROUGHPUT_ARGS, CONNECTIONS, SOURCE_IPS. PERF=1 records a profile of the (first) server
+# with THROUGHPUT_ARGS, CONNECTIONS, SOURCE_IPS; ACCOUNTS (default 400) is how many accounts it
+# creates (the scenarios use the first few hundred; more make the tables as large as a real
+# server's). PERF=1 records a profile of the (first) server
 # during each scenario into <target>/bench/<backend>-<scenario>.perf (`perf report -i …`);
 # KEEP_DB=1 keeps the PostgreSQL database for a look afterwards; BENCH_PG_QUERY is appended to
 # its URL (say `?options=-c%20plan_cache_mode%3Dforce_generic_plan`); BENCH_BIN=<folder> runs the
@@ -69,7 +71,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$bin/parley-server" admin create-users --count 400 --prefix load --tokens-out "$data/tokens.tsv" >/dev/null
+"$bin/parley-server" admin create-users --count "${ACCOUNTS:-400}" --prefix load --tokens-out "$data/tokens.tsv" >/dev/null
 servers=()
 urls=()
 for n in $(seq 1 "$nodes"); do
