@@ -96,7 +96,9 @@ fn timeline_summary(timeline: &[Window], start_us: u64) -> (serde_json::Value, S
     let total: u64 = windows.iter().map(|(_, w)| w.messages).sum();
     let slow: u64 = windows.iter().map(|(_, w)| w.slow).sum();
     let mut worst: Vec<&(i64, Window)> = windows.iter().filter(|(_, w)| w.slow > 0).collect();
-    worst.sort_by_key(|(_, w)| std::cmp::Reverse(w.slow));
+    // Most slow messages first; among windows equally slow (say, all of their messages), the
+    // one with the slowest message, where a stall would show.
+    worst.sort_by_key(|(_, w)| std::cmp::Reverse((w.slow, w.max_us)));
     let in_worst_3: u64 = worst.iter().take(3).map(|(_, w)| w.slow).sum();
     let listed: Vec<String> = worst
         .iter()
@@ -558,21 +560,25 @@ mod tests {
         record_window(&mut a, 250_000, SLOW_US + 1);
         record_window(&mut a, 260_000, SLOW_US);
         let mut b = Vec::new();
-        record_window(&mut b, 280_000, 40_000);
+        record_window(&mut b, 280_000, SLOW_US + 3);
         merge_windows(&mut a, &b);
-        assert_eq!(a.len(), 3);
+        // As many slow messages in a later window, one of them much slower: listed first.
+        record_window(&mut a, 350_000, SLOW_US + 1);
+        record_window(&mut a, 360_000, 40_000);
+        assert_eq!(a.len(), 4);
         assert_eq!((a[0].messages, a[0].slow), (1, 0));
         assert_eq!(a[1].messages, 0);
-        assert_eq!((a[2].messages, a[2].slow, a[2].max_us), (3, 2, 40_000));
+        assert_eq!((a[2].messages, a[2].slow, a[2].max_us), (3, 2, SLOW_US + 3));
+        assert_eq!((a[3].messages, a[3].slow, a[3].max_us), (2, 2, 40_000));
 
         // Counted from a start 100 ms into the timeline: the empty window is left out.
         let (json, cell) = timeline_summary(&a, 100_000);
-        assert_eq!(json["slow"], 2);
+        assert_eq!(json["slow"], 4);
         let windows = json["windows"].as_array().unwrap();
-        assert_eq!(windows.len(), 2);
+        assert_eq!(windows.len(), 3);
         assert_eq!((windows[0]["start_ms"].as_i64(), windows[1]["start_ms"].as_i64()), (Some(-100), Some(100)));
-        assert!(cell.starts_with("2 of 4 (50.00%), in 1 of 2 windows of 100 ms"), "{cell}");
-        assert!(cell.ends_with("0.1 s: 2 of 3 (max 40.0 ms)"), "{cell}");
+        assert!(cell.starts_with("4 of 6 (66.67%), in 2 of 3 windows of 100 ms"), "{cell}");
+        assert!(cell.ends_with("0.2 s: 2 of 2 (max 40.0 ms); 0.1 s: 2 of 3 (max 5.0 ms)"), "{cell}");
     }
 
     #[test]
