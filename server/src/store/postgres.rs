@@ -98,7 +98,9 @@ macro_rules! write_batch_ctes {
         "WITH guard AS MATERIALIZED (
                  SELECT $17::int8 IS NULL OR $17::int8 = (SELECT value FROM membership_epoch WHERE id = 1) AS ok),
              chats_locked AS MATERIALIZED (
-                 SELECT id FROM chats WHERE id = ANY($1) AND (SELECT ok FROM guard) ORDER BY id FOR UPDATE),
+                 SELECT c.id FROM chats c JOIN UNNEST($1::int8[]) AS k (id) ON c.id = k.id
+                 WHERE (SELECT ok FROM guard)
+                 ORDER BY c.id FOR UPDATE OF c),
              chat_seqs AS (
                  UPDATE chats t SET last_seq = t.last_seq + k.n, last_activity_at = $3
                  FROM UNNEST($1::int8[], $2::int8[]) AS k (id, n), chats_locked l
@@ -363,6 +365,8 @@ impl PgStore {
     /// given); returns each row's new value; `Retry` if a row is gone. The rows are locked first,
     /// in ascending id (`FOR UPDATE` after `ORDER BY` locks in that order), the order every
     /// writer follows, so that concurrent writers wait for each other instead of deadlocking.
+    /// They are found through a join on the array, not `id = ANY($1)`: on a small table the
+    /// planner scans it whole, and that filter compares every row with every id.
     async fn bump(
         tx: &mut sqlx::Transaction<'_, Postgres>,
         table: &str,
@@ -377,7 +381,9 @@ impl PgStore {
         (ids, adds) = order.iter().map(|&k| (ids[k], adds[k])).unzip();
         let activity_set = if activity.is_some() { ", last_activity_at = $3" } else { "" };
         let sql = format!(
-            "WITH locked AS MATERIALIZED (SELECT id FROM {table} WHERE id = ANY($1) ORDER BY id FOR UPDATE)
+            "WITH locked AS MATERIALIZED (
+                 SELECT r.id FROM {table} r JOIN UNNEST($1::int8[]) AS k (id) ON r.id = k.id
+                 ORDER BY r.id FOR UPDATE OF r)
              UPDATE {table} t SET {column} = t.{column} + k.n{activity_set}
              FROM UNNEST($1::int8[], $2::int8[]) AS k (id, n), locked
              WHERE t.id = k.id AND locked.id = k.id
