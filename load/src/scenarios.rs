@@ -61,26 +61,31 @@ struct Window {
     max_us: u64,
 }
 
-/// Adds one message to the window of its send time.
-fn record_window(timeline: &mut Vec<Window>, sent_us: u64, latency_us: u64) {
-    let index = (sent_us / WINDOW_US) as usize;
+impl Window {
+    fn add(&mut self, other: &Window) {
+        self.messages += other.messages;
+        self.slow += other.slow;
+        self.max_us = self.max_us.max(other.max_us);
+    }
+}
+
+/// Adds `window` to the one at `index`, the timeline growing to hold it.
+fn add_window(timeline: &mut Vec<Window>, index: usize, window: &Window) {
     if timeline.len() <= index {
         timeline.resize(index + 1, Window::default());
     }
-    let window = &mut timeline[index];
-    window.messages += 1;
-    window.slow += u64::from(latency_us > SLOW_US);
-    window.max_us = window.max_us.max(latency_us);
+    timeline[index].add(window);
+}
+
+/// Adds one message to the window of its send time.
+fn record_window(timeline: &mut Vec<Window>, sent_us: u64, latency_us: u64) {
+    let message = Window { messages: 1, slow: u64::from(latency_us > SLOW_US), max_us: latency_us };
+    add_window(timeline, (sent_us / WINDOW_US) as usize, &message);
 }
 
 fn merge_windows(into: &mut Vec<Window>, from: &[Window]) {
-    if into.len() < from.len() {
-        into.resize(from.len(), Window::default());
-    }
-    for (a, b) in into.iter_mut().zip(from) {
-        a.messages += b.messages;
-        a.slow += b.slow;
-        a.max_us = a.max_us.max(b.max_us);
+    for (index, window) in from.iter().enumerate() {
+        add_window(into, index, window);
     }
 }
 
