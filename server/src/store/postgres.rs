@@ -124,12 +124,13 @@ macro_rules! write_batch_ctes {
                              THEN array_agg(pos_before ORDER BY id) END AS pos_before
                  FROM user_positions),
              new_messages AS (
-                 INSERT INTO messages (chat_id, seq, sender_id, client_id, body, created_at)
+                 INSERT INTO messages (chat_id, seq, sender_id, client_id, body, created_at, sender_pos)
                  SELECT m.chat_id, b.seq_before[m.chat_index] + m.rank, m.sender_id, m.client_id, m.body,
-                        m.created_at
-                 FROM UNNEST($6::int4[], $7::int8[], $8::int8[], $9::int8[], $10::text[], $11::text[], $12::int8[])
-                      AS m (chat_index, rank, chat_id, sender_id, client_id, body, created_at),
-                      chat_base b
+                        m.created_at, u.pos_before[m.sender_index] + m.sender_rank
+                 FROM UNNEST($6::int4[], $7::int8[], $8::int8[], $9::int8[], $10::text[], $11::text[], $12::int8[],
+                             $18::int4[], $19::int8[])
+                      AS m (chat_index, rank, chat_id, sender_id, client_id, body, created_at, sender_index, sender_rank),
+                      chat_base b, user_base u
                  WHERE (SELECT ok FROM guard)
                  RETURNING id, chat_id, seq),
              message_ids AS MATERIALIZED (
@@ -152,14 +153,14 @@ const WRITE_BATCH: &str = concat!(
      FROM guard g, chat_base c, user_base u, message_ids i"
 );
 
-/// A batch's write with the (chat, sender) pairs of first words in `$18`, `$19`: it turns their
+/// A batch's write with the (chat, sender) pairs of first words in `$20`, `$21`: it turns their
 /// `reached_out` and returns the pairs it turned.
 const WRITE_BATCH_WITH_FIRST_WORDS: &str = concat!(
     write_batch_ctes!(),
     ",
      first_words AS (
          UPDATE chat_members cm SET reached_out = TRUE
-         FROM UNNEST($18::int8[], $19::int8[]) AS f (chat_id, user_id)
+         FROM UNNEST($20::int8[], $21::int8[]) AS f (chat_id, user_id)
          WHERE cm.chat_id = f.chat_id AND cm.user_id = f.user_id AND NOT cm.reached_out
            AND (SELECT ok FROM guard)
          RETURNING cm.chat_id, cm.user_id)
@@ -182,7 +183,7 @@ impl PgStore {
         // messages: 2.7 ms for 75 pairs, 8.4 ms for 300; as probes, 0.95 ms for 300). `LIMIT 1`
         // keeps the subquery from being folded into such a join.
         Ok(sqlx::query_as(
-            "SELECT m.*, (SELECT e.pos FROM events e WHERE e.message_id = m.id AND e.user_id = m.sender_id) AS sender_pos
+            "SELECT m.*
              FROM UNNEST($1::int8[], $2::text[]) AS k (sender_id, client_id)
              CROSS JOIN LATERAL (SELECT * FROM messages
                                  WHERE sender_id = k.sender_id AND client_id = k.client_id LIMIT 1) m",
@@ -302,12 +303,20 @@ impl PgStore {
             }
         }
         let mut events = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        // Each message's sender's event, as (member's position in `user_ids`, rank among the
+        // member's events), in the message arrays' order: the message row keeps its position.
+        let mut sender_event = (vec![0_i32; messages.0.len()], vec![0_i64; messages.0.len()]);
         for (u, (&user_id, indexes)) in w.events_of.iter().enumerate() {
             for (k, &i) in indexes.iter().enumerate() {
                 events.0.push(user_id);
                 events.1.push(u as i32 + 1);
                 events.2.push(k as i64 + 1);
                 events.3.push(position[i]);
+                if batch[i].sender_id == user_id {
+                    let at = position[i] as usize - 1;
+                    sender_event.0[at] = u as i32 + 1;
+                    sender_event.1[at] = k as i64 + 1;
+                }
             }
         }
         let (first_chats, first_senders): (Vec<i64>, Vec<i64>) = w.first_words.iter().copied().unzip();
@@ -334,7 +343,9 @@ impl PgStore {
             .bind(&events.1)
             .bind(&events.2)
             .bind(&events.3)
-            .bind(w.members_epoch);
+            .bind(w.members_epoch)
+            .bind(&sender_event.0)
+            .bind(&sender_event.1);
         if !w.first_words.is_empty() {
             query = query.bind(&first_chats).bind(&first_senders);
         }
