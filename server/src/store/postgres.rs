@@ -89,7 +89,7 @@ impl PgStore {
     }
 }
 
-impl_store!(PgStore, Postgres, "postgres");
+impl_store!(PgStore, Postgres, "postgres", streams = "user_streams");
 
 /// The writes of a batch, each part conditioned on `guard` (the members' epoch, `$17`, when they
 /// came from memory), as `write_batch` explains; the two statements below end them.
@@ -111,11 +111,11 @@ macro_rules! write_batch_ctes {
                              THEN array_agg(seq_before ORDER BY id) END AS seq_before
                  FROM chat_seqs),
              users_locked AS MATERIALIZED (
-                 SELECT u.id FROM users u JOIN UNNEST($4::int8[]) AS k (id) ON u.id = k.id
+                 SELECT u.id FROM user_streams u JOIN UNNEST($4::int8[]) AS k (id) ON u.id = k.id
                  WHERE (SELECT count(*) FROM chats_locked) >= 0
                  ORDER BY u.id FOR UPDATE OF u),
              user_positions AS (
-                 UPDATE users t SET last_event_pos = t.last_event_pos + k.n
+                 UPDATE user_streams t SET last_event_pos = t.last_event_pos + k.n
                  FROM UNNEST($4::int8[], $5::int8[]) AS k (id, n), users_locked l
                  WHERE t.id = k.id AND l.id = k.id
                  RETURNING t.id, t.last_event_pos - k.n AS pos_before),

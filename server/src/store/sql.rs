@@ -8,7 +8,8 @@
 /// (`remembered_members`, `remember_members`, `forget_members`, `remember_first_words`; Postgres
 /// only, SQLite's are empty).
 macro_rules! impl_store {
-    ($store:ty, $db:ty, $backend:literal) => {
+    // `streams`: the table of users' event counters (`id`, `last_event_pos`).
+    ($store:ty, $db:ty, $backend:literal, streams = $streams:literal) => {
         // A block of its own, so the glob import stays inside the expansion.
         const _: () = {
         use $crate::store::*;
@@ -16,8 +17,8 @@ macro_rules! impl_store {
 
         impl $store {
             /// Appends one event to each user's stream: positions come from `bump` (one counter
-            /// update that locks the users' rows, in ascending id, until commit), so they become
-            /// visible in order and concurrent writers cannot deadlock.
+            /// update that locks the users' counter rows, in ascending id, until commit), so they
+            /// become visible in order and concurrent writers cannot deadlock.
             async fn push_events(
                 tx: &mut sqlx::Transaction<'_, $db>,
                 user_ids: &[i64],
@@ -30,7 +31,7 @@ macro_rules! impl_store {
                 let mut sorted = user_ids.to_vec();
                 sorted.sort_unstable();
                 sorted.dedup();
-                let last_pos = Self::bump(tx, "users", "last_event_pos", None, sorted.iter().map(|&u| (u, 1))).await?;
+                let last_pos = Self::bump(tx, $streams, "last_event_pos", None, sorted.iter().map(|&u| (u, 1))).await?;
                 let events: Vec<NewEvent> = sorted
                     .iter()
                     .map(|&user_id| NewEvent {
@@ -626,7 +627,7 @@ macro_rules! impl_store {
             #[tracing::instrument(skip_all)]
             async fn cursor(&self, user_id: i64) -> StoreResult<i64> {
                 let _timer = $crate::metrics::StoreTimer::start("cursor");
-                let (pos,): (i64,) = sqlx::query_as("SELECT last_event_pos FROM users WHERE id = $1")
+                let (pos,): (i64,) = sqlx::query_as(concat!("SELECT last_event_pos FROM ", $streams, " WHERE id = $1"))
                     .bind(user_id)
                     .fetch_one(self.reader())
                     .await?;
@@ -638,7 +639,7 @@ macro_rules! impl_store {
                     return Ok(Vec::new());
                 }
                 let _timer = $crate::metrics::StoreTimer::start("cursors");
-                let mut query = sqlx::QueryBuilder::<$db>::new("SELECT id, last_event_pos FROM users WHERE id IN (");
+                let mut query = sqlx::QueryBuilder::<$db>::new(concat!("SELECT id, last_event_pos FROM ", $streams, " WHERE id IN ("));
                 let mut list = query.separated(", ");
                 for id in user_ids {
                     list.push_bind(*id);

@@ -81,7 +81,7 @@ async fn out_of_transaction(conn: &mut SqliteConnection) -> Result<bool, sqlx::E
     Ok(true)
 }
 
-impl_store!(SqliteStore, Sqlite, "sqlite");
+impl_store!(SqliteStore, Sqlite, "sqlite", streams = "users");
 
 /// Rows of events per statement: eight parameters each, under SQLite's limit of 32,766 per
 /// statement whatever the batch size (a 1:1 chat makes two events per message).
