@@ -182,8 +182,14 @@ impl PgStore {
         // scan of the whole table, which grows with every message ever sent (at 10,000 stored
         // messages: 2.7 ms for 75 pairs, 8.4 ms for 300; as probes, 0.95 ms for 300). `LIMIT 1`
         // keeps the subquery from being folded into such a join.
+        //
+        // A message stored by a node older than `messages.sender_pos` (a rolling upgrade's
+        // moment between the migration and that node's first failed write) has none: its
+        // sender's event gives it, found among the sender's events.
         Ok(sqlx::query_as(
-            "SELECT m.*
+            "SELECT m.id, m.chat_id, m.seq, m.sender_id, m.client_id, m.body, m.created_at,
+                    COALESCE(m.sender_pos, (SELECT e.pos FROM events e
+                                            WHERE e.user_id = m.sender_id AND e.message_id = m.id)) AS sender_pos
              FROM UNNEST($1::int8[], $2::text[]) AS k (sender_id, client_id)
              CROSS JOIN LATERAL (SELECT * FROM messages
                                  WHERE sender_id = k.sender_id AND client_id = k.client_id LIMIT 1) m",

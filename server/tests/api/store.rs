@@ -201,3 +201,73 @@ async fn a_chat_deleted_while_its_batch_waits_for_the_row_is_refused_whole() {
             .unwrap();
     assert_eq!((messages, events), (0, 0), "nothing of the message is stored");
 }
+
+/// A message keeps its sender's event position for the answer to a resend; one stored by a node
+/// older than that column (a rolling upgrade) has none, and the sender's event gives it.
+/// Postgres only: SQLite finds it through its index on the events' message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resend_of_a_message_stored_without_its_sender_position_gets_the_first_cursor() {
+    use sqlx::Connection;
+    let app = spawn(Backend::Postgres).await;
+    let (store, ids) = store_with_accounts(&app, &["ada", "bo"]).await;
+    let chat_id = store.create_chat(ids[0], ids[1], 1).await.unwrap().chat_id;
+    let message = |n: u32| NewMessage {
+        chat_id,
+        sender_id: ids[0],
+        client_id: format!("00000000-0000-4000-8000-{n:012}"),
+        body: format!("message {n}"),
+        now: 2,
+    };
+    let first = store.send_messages(&[message(1), message(2)]).await.unwrap();
+    let cursors: Vec<i64> = first
+        .iter()
+        .map(|outcome| match outcome {
+            SendOutcome::Created { events, .. } => events.iter().find(|e| e.user_id == ids[0]).unwrap().pos,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+
+    let mut db = sqlx::PgConnection::connect(&app.config.database_url()).await.unwrap();
+    let kept: Vec<(Option<i64>,)> =
+        sqlx::query_as("SELECT sender_pos FROM messages ORDER BY seq").fetch_all(&mut db).await.unwrap();
+    assert_eq!(kept, cursors.iter().map(|&c| (Some(c),)).collect::<Vec<_>>(), "each message keeps its cursor");
+    sqlx::query("UPDATE messages SET sender_pos = NULL WHERE seq = 2").execute(&mut db).await.unwrap();
+
+    let again = store.send_messages(&[message(1), message(2)]).await.unwrap();
+    let answered: Vec<i64> = again
+        .iter()
+        .map(|outcome| match outcome {
+            SendOutcome::Duplicate { cursor, .. } => *cursor,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(answered, cursors);
+}
+
+/// Every account has its event counter from the start, however it was made: the batch locks
+/// and moves it, and a batch to an account without one would fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_new_account_has_an_event_counter_on_postgres() {
+    use sqlx::Connection;
+    let app = spawn(Backend::Postgres).await;
+    let (store, ids) = store_with_accounts(&app, &["ada", "bo"]).await;
+    let chat_id = store.create_chat(ids[0], ids[1], 1).await.unwrap().chat_id;
+    let mut db = sqlx::PgConnection::connect(&app.config.database_url()).await.unwrap();
+    let counters: Vec<(i64, i64)> =
+        sqlx::query_as("SELECT id, last_event_pos FROM user_streams ORDER BY id").fetch_all(&mut db).await.unwrap();
+    // Each has the `chat_created` event of their chat.
+    assert_eq!(counters, vec![(ids[0], 1), (ids[1], 1)]);
+    assert_eq!(store.cursor(ids[1]).await.unwrap(), 1);
+    let outcomes = store
+        .send_messages(&[NewMessage {
+            chat_id,
+            sender_id: ids[0],
+            client_id: "00000000-0000-4000-8000-000000000001".into(),
+            body: "hi".into(),
+            now: 2,
+        }])
+        .await
+        .unwrap();
+    assert!(matches!(outcomes[..], [SendOutcome::Created { .. }]), "{outcomes:?}");
+    assert_eq!(store.cursor(ids[1]).await.unwrap(), 2);
+}
