@@ -3,8 +3,8 @@
 --
 -- That index, on `events (message_id)`, served only that lookup here (Postgres has no foreign key
 -- from events to messages to cascade through), yet every message wrote an entry in it for each of
--- its chat's members: two of the five index entries a message cost. Without it a batch of 144
--- events inserted in 1.55 ms instead of 1.90 ms (docs/BENCHMARKS.md, item 25).
+-- its chat's members: two of the seven index entries a message cost. Without it a transaction
+-- inserting 144 events took 1.55 ms instead of 1.90 ms (docs/BENCHMARKS.md, item 25).
 ALTER TABLE messages ADD COLUMN sender_pos BIGINT;
 UPDATE messages m SET sender_pos = e.pos
 FROM events e
