@@ -143,6 +143,15 @@ impl Planner {
                     ops.push(Op::Emit(DesktopEvent::SendFailed { client_id, code, message }));
                 }
             }
+            ServerFrame::Error { code, message, client_id: None }
+                if code == parley_common::ws::INVALID_CURSOR && self.phase == Phase::CatchingUp =>
+            {
+                // Waiting for a batch that will never come would keep the outbox in forever: the
+                // stream is replayed from its beginning instead, each event applied idempotently.
+                tracing::warn!(cursor = ?self.cursor, %message, "the server refused the cache's cursor; replaying");
+                self.cursor = None;
+                ops.push(Op::Transmit(ClientFrame::Sync { since: None }));
+            }
             ServerFrame::Error { code, message, client_id: None } => {
                 tracing::warn!(%code, %message, "the server refused a frame");
             }
@@ -332,6 +341,40 @@ mod tests {
         assert!(ops.contains(&Op::Cache(CacheOp::OwnRead { chat_id: 7, up_to: 1 })));
         assert_eq!(ops.last(), Some(&Op::CaughtUp));
         assert!(planner.is_live());
+    }
+
+    #[test]
+    fn a_cursor_the_server_refuses_is_dropped_and_the_stream_replayed() {
+        let mut planner = Planner::new(Some(ME), Some("not-a-cursor".into()));
+        let ops = planner.on_frame(ServerFrame::Hello { user: user(), cursor: "2".into() });
+        assert_eq!(transmitted(&ops), vec![ClientFrame::Sync { since: Some("not-a-cursor".into()) }]);
+
+        let ops = planner.on_frame(ServerFrame::Error {
+            code: "invalid_cursor".into(),
+            message: "the cursor is not one this server gave out".into(),
+            client_id: None,
+        });
+        assert_eq!(transmitted(&ops), vec![ClientFrame::Sync { since: None }]);
+        assert_eq!(planner.cursor(), None);
+        assert!(!planner.is_live());
+
+        let ops = planner.on_frame(ServerFrame::SyncBatch {
+            events: vec![Event::ChatCreated { cursor: "1".into(), chat: chat() }],
+            next: "2".into(),
+            more: false,
+        });
+        assert_eq!(cursors(&ops), vec!["2".to_string()]);
+        assert_eq!(ops.last(), Some(&Op::CaughtUp));
+        assert!(planner.is_live());
+
+        // Live, the same code (a refused `sync` of some other origin) changes nothing.
+        let ops = planner.on_frame(ServerFrame::Error {
+            code: "invalid_cursor".into(),
+            message: "the cursor is not one this server gave out".into(),
+            client_id: None,
+        });
+        assert!(ops.is_empty());
+        assert_eq!(planner.cursor(), Some("2"));
     }
 
     #[test]

@@ -115,6 +115,11 @@ pub struct SyncBatch {
 /// again later under the same `client_id`. Any other refusal is final.
 pub const RETRYABLE_SEND_ERRORS: &[&str] = &["rate_limited", "internal", "unavailable", "storage_full"];
 
+/// The code of the error that refuses a `sync` whose cursor this server never gave out (a cache
+/// damaged, or kept from another server). A client drops that cursor and replays its stream from
+/// the beginning.
+pub const INVALID_CURSOR: &str = "invalid_cursor";
+
 /// Close codes the server uses (4000–4999 are the application's).
 pub mod close {
     /// The session ended (logout, revoked, expired).

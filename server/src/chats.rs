@@ -79,11 +79,9 @@ pub fn cursor_string(pos: i64) -> String {
 pub fn parse_cursor(cursor: Option<&str>) -> ApiResult<i64> {
     match cursor.map(str::trim).filter(|c| !c.is_empty()) {
         None => Ok(0),
-        Some(c) => c
-            .parse::<i64>()
-            .ok()
-            .filter(|pos| *pos >= 0)
-            .ok_or_else(|| ApiError::invalid("invalid_cursor", "the cursor is not one this server gave out")),
+        Some(c) => c.parse::<i64>().ok().filter(|pos| *pos >= 0).ok_or_else(|| {
+            ApiError::invalid(parley_common::ws::INVALID_CURSOR, "the cursor is not one this server gave out")
+        }),
     }
 }
 

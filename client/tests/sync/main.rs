@@ -180,6 +180,32 @@ async fn written_offline_while_the_server_is_down_then_both_sides_converge() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cursor_the_server_refuses_is_dropped_and_the_stream_replayed() {
+    let AdaOnline { server, rest, ada_web, bo, chat_id, data_dir, client } =
+        ada_online_with_two_messages_from_bo().await;
+    client.shutdown().await;
+    drop(client);
+    // A cache whose cursor this server never gave out (damaged, or kept from another server).
+    let cache = parley_client::cache::Cache::open(&data_dir.join("cache.db")).await.unwrap();
+    cache.apply(&[parley_client::planner::CacheOp::SetCursor("not-a-cursor".into())]).await.unwrap();
+    drop(cache);
+    Peer::connect(&server.url(), &bo.token).await.say_all(chat_id, &bodies("while away", 3)).await;
+
+    let client = Client::open(&data_dir).await.unwrap();
+    let body = "written before the catch-up".to_string();
+    client.send(SendArgs { chat_id, client_id: uuid::Uuid::new_v4().to_string(), body: body.clone() }).await.unwrap();
+    eventually(20, "the replay and the outbox", || async { cached_count(&client, chat_id).await == 6 }).await;
+    eventually(10, "the outbox empty", || async { client.cache().outbox().await.unwrap().is_empty() }).await;
+    assert_converged(&client, &rest, &ada_web).await;
+    let cursor = client.cache().cursor().await.unwrap().expect("a cursor again");
+    assert_ne!(cursor, "not-a-cursor");
+    let newest = rest.all_messages(&ada_web, chat_id).await;
+    assert_eq!(newest.last().unwrap().body, body, "sent once caught up");
+    client.shutdown().await;
+    let _ = std::fs::remove_dir_all(&data_dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_killed_in_the_middle_of_a_sync_resumes_on_the_next_start() {
     let server = TestServer::start(|_| {}).await;
     let rest = Rest::new(&server.url());
