@@ -349,11 +349,12 @@ mod tests {
         let ops = planner.on_frame(ServerFrame::Hello { user: user(), cursor: "2".into() });
         assert_eq!(transmitted(&ops), vec![ClientFrame::Sync { since: Some("not-a-cursor".into()) }]);
 
-        let ops = planner.on_frame(ServerFrame::Error {
+        let refused = ServerFrame::Error {
             code: "invalid_cursor".into(),
             message: "the cursor is not one this server gave out".into(),
             client_id: None,
-        });
+        };
+        let ops = planner.on_frame(refused.clone());
         assert_eq!(transmitted(&ops), vec![ClientFrame::Sync { since: None }]);
         assert_eq!(planner.cursor(), None);
         assert!(!planner.is_live());
@@ -368,11 +369,7 @@ mod tests {
         assert!(planner.is_live());
 
         // Live, the same code (a refused `sync` of some other origin) changes nothing.
-        let ops = planner.on_frame(ServerFrame::Error {
-            code: "invalid_cursor".into(),
-            message: "the cursor is not one this server gave out".into(),
-            client_id: None,
-        });
+        let ops = planner.on_frame(refused);
         assert!(ops.is_empty());
         assert_eq!(planner.cursor(), Some("2"));
     }

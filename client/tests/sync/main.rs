@@ -183,12 +183,10 @@ async fn written_offline_while_the_server_is_down_then_both_sides_converge() {
 async fn a_cursor_the_server_refuses_is_dropped_and_the_stream_replayed() {
     let AdaOnline { server, rest, ada_web, bo, chat_id, data_dir, client } =
         ada_online_with_two_messages_from_bo().await;
+    // A cache whose cursor this server never gave out (damaged, or kept from another server).
+    client.cache().apply(&[parley_client::planner::CacheOp::SetCursor("not-a-cursor".into())]).await.unwrap();
     client.shutdown().await;
     drop(client);
-    // A cache whose cursor this server never gave out (damaged, or kept from another server).
-    let cache = parley_client::cache::Cache::open(&data_dir.join("cache.db")).await.unwrap();
-    cache.apply(&[parley_client::planner::CacheOp::SetCursor("not-a-cursor".into())]).await.unwrap();
-    drop(cache);
     Peer::connect(&server.url(), &bo.token).await.say_all(chat_id, &bodies("while away", 3)).await;
 
     let client = Client::open(&data_dir).await.unwrap();
