@@ -145,6 +145,9 @@ impl Cache {
                 CacheOp::DropOutbox(client_id) => {
                     sqlx::query("DELETE FROM outbox WHERE client_id = ?").bind(client_id).execute(&mut *tx).await?;
                 }
+                CacheOp::ForgetMessages => {
+                    sqlx::query("DELETE FROM messages").execute(&mut *tx).await?;
+                }
             }
         }
         tx.commit().await?;

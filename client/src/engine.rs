@@ -279,6 +279,10 @@ impl<'a> Connection<'a> {
                     Op::RetryOutboxLater => {
                         retry_outbox.get_or_insert_with(|| Box::pin(tokio::time::sleep(RETRY_OUTBOX_AFTER)));
                     }
+                    Op::Resynced => {
+                        let chats = self.shared.cache.chats().await?;
+                        self.shared.emit(DesktopEvent::Resynced { chats });
+                    }
                 }
             }
             pending = next;

@@ -41,6 +41,10 @@ pub enum CacheOp {
     },
     SetCursor(String),
     DropOutbox(String),
+    /// Every cached message goes: the stream is replayed from its beginning, and what the cache
+    /// holds may no longer be the server's (a database restored from a backup numbers messages
+    /// anew, and a replayed message never replaces a cached one).
+    ForgetMessages,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +57,9 @@ pub enum Op {
     CaughtUp,
     /// The server asked us to slow down: offer the outbox again later.
     RetryOutboxLater,
+    /// A replay from the beginning ended: the executor reads the chats from the cache and emits
+    /// them as [`DesktopEvent::Resynced`].
+    Resynced,
 }
 
 /// What the cache holds that the end of a catch-up needs.
@@ -82,11 +89,13 @@ pub struct Planner {
     me: Option<i64>,
     cursor: Option<String>,
     phase: Phase,
+    /// Replaying from the beginning after the server refused the cursor.
+    rebuilding: bool,
 }
 
 impl Planner {
     pub fn new(me: Option<i64>, cursor: Option<String>) -> Self {
-        Planner { me, cursor, phase: Phase::Greeting }
+        Planner { me, cursor, phase: Phase::Greeting, rebuilding: false }
     }
 
     pub fn is_live(&self) -> bool {
@@ -121,6 +130,9 @@ impl Planner {
                     ops.push(Op::Transmit(ClientFrame::Sync { since: Some(next) }));
                 } else {
                     self.phase = Phase::Live;
+                    if std::mem::take(&mut self.rebuilding) {
+                        ops.push(Op::Resynced);
+                    }
                     ops.push(Op::CaughtUp);
                 }
             }
@@ -147,9 +159,11 @@ impl Planner {
                 if code == parley_common::ws::INVALID_CURSOR && self.phase == Phase::CatchingUp =>
             {
                 // Waiting for a batch that will never come would keep the outbox in forever: the
-                // stream is replayed from its beginning instead, each event applied idempotently.
+                // stream is replayed from its beginning instead, into a cache without messages.
                 tracing::warn!(cursor = ?self.cursor, %message, "the server refused the cache's cursor; replaying");
                 self.cursor = None;
+                self.rebuilding = true;
+                ops.push(Op::Cache(CacheOp::ForgetMessages));
                 ops.push(Op::Transmit(ClientFrame::Sync { since: None }));
             }
             ServerFrame::Error { code, message, client_id: None } => {
@@ -356,6 +370,7 @@ mod tests {
         };
         let ops = planner.on_frame(refused.clone());
         assert_eq!(transmitted(&ops), vec![ClientFrame::Sync { since: None }]);
+        assert_eq!(ops.first(), Some(&Op::Cache(CacheOp::ForgetMessages)), "before the replay");
         assert_eq!(planner.cursor(), None);
         assert!(!planner.is_live());
 
@@ -365,7 +380,7 @@ mod tests {
             more: false,
         });
         assert_eq!(cursors(&ops), vec!["2".to_string()]);
-        assert_eq!(ops.last(), Some(&Op::CaughtUp));
+        assert_eq!(ops[ops.len() - 2..], [Op::Resynced, Op::CaughtUp], "the UI is told once the cache is rebuilt");
         assert!(planner.is_live());
 
         // Live, the same code (a refused `sync` of some other origin) changes nothing.

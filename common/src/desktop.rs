@@ -191,6 +191,11 @@ pub enum DesktopEvent {
     ChatsChanged {
         chats: Vec<Chat>,
     },
+    /// The server could not resume from the cache's cursor, and the cache was rebuilt from the
+    /// server's stream: these chats replace what is shown, and histories are read again.
+    Resynced {
+        chats: Vec<Chat>,
+    },
     /// The session ended (logout elsewhere, revoked, expired).
     SessionEnded,
 }

@@ -79,10 +79,18 @@ pub fn cursor_string(pos: i64) -> String {
 pub fn parse_cursor(cursor: Option<&str>) -> ApiResult<i64> {
     match cursor.map(str::trim).filter(|c| !c.is_empty()) {
         None => Ok(0),
-        Some(c) => c.parse::<i64>().ok().filter(|pos| *pos >= 0).ok_or_else(|| {
-            ApiError::invalid(parley_common::ws::INVALID_CURSOR, "the cursor is not one this server gave out")
-        }),
+        Some(c) => c
+            .parse::<i64>()
+            .ok()
+            .filter(|pos| *pos >= 0)
+            .ok_or_else(|| cursor_refused("the cursor is not one this server gave out")),
     }
+}
+
+/// A `sync` from a cursor the server cannot resume from: the client drops it and starts again
+/// from a snapshot or from the beginning (docs/PROTOCOL.md).
+fn cursor_refused(why: &str) -> ApiError {
+    ApiError::invalid(parley_common::ws::INVALID_CURSOR, why)
 }
 
 /// `POST /chats`: the chat with the owner of `email`, created (and announced to both) if new.
@@ -148,6 +156,14 @@ pub async fn sync(state: &AppState, user_id: i64, since: i64, limit: Option<i64>
     }
     ::metrics::counter!(crate::metrics::SYNC_BATCHES).increment(1);
     let mut records = state.store.events_since(user_id, since, limit + 1).await?;
+    if records.is_empty() && since > 0 && since > state.store.cursor(user_id).await? {
+        // A cursor past the end of the stream was given out before the database went back in
+        // time (restored from a backup). The positions after the restored end are handed out
+        // again to new events, and a client resuming from its cursor would skip those up to it.
+        // Told now, it starts again from a snapshot; once the stream has grown past its cursor,
+        // nothing here can tell any more.
+        return Err(cursor_refused("the cursor is ahead of this server's history (was its database restored?)"));
+    }
     let more = records.len() as i64 > limit;
     records.truncate(limit as usize);
     let next = records.last().map_or(since, |r| r.pos);

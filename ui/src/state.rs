@@ -304,6 +304,18 @@ impl State {
                     self.chats.sort_by(|a, b| activity(b).cmp(activity(a)));
                 }
             }
+            Incoming::Resynced(chats) => {
+                // The server's word replaces ours whole: last messages, counts, chats gone. Each
+                // history is fetched again when shown (the open one at once), and the catch-up
+                // that follows brings what came after.
+                self.chats.clear();
+                self.chats_loaded = false;
+                self.histories.clear();
+                self.apply(Action::ChatsLoaded(chats));
+                if self.selected.is_some_and(|id| self.chat(id).is_none()) {
+                    self.selected = None;
+                }
+            }
             Incoming::SessionEnded => {
                 self.apply(Action::LoggedOut { notice: Some("Your session ended. Please log in again.".into()) })
             }
@@ -672,6 +684,31 @@ mod tests {
         behind.unread_count = 0;
         state.apply(Action::Incoming(Incoming::ChatsChanged(vec![behind])));
         assert_eq!(state.chat(20).unwrap().unread_count, 2);
+    }
+
+    #[test]
+    fn a_resync_replaces_the_chats_and_drops_the_histories() {
+        let mut state = logged_in_with_chats();
+        state.apply(Action::Select(Some(20)));
+        state.apply(event(message(10, 1, 2)));
+        // A message the server no longer has (its database restored from an older backup).
+        state.apply(event(message(20, 1, 3)));
+        assert!(state.history(20).is_some());
+        let mut restored = chat(20, 3);
+        restored.unread_count = 0;
+        state.apply(Action::Incoming(Incoming::Resynced(vec![restored, chat(30, 4)])));
+        assert_eq!(state.chats.iter().map(|c| c.id).collect::<Vec<_>>(), vec![20, 30], "in the server's order");
+        let shown = state.chat(20).unwrap();
+        assert_eq!((shown.last_message.as_ref(), shown.unread_count), (None, 0));
+        assert!(state.histories.is_empty(), "every history is fetched again");
+        assert_eq!(state.selected, Some(20), "the open chat stays open");
+        // The catch-up that follows adds to the new list as live events do.
+        state.apply(event(message(30, 1, 4)));
+        assert_eq!(state.chats[0].id, 30);
+
+        state.apply(Action::Select(Some(10)));
+        state.apply(Action::Incoming(Incoming::Resynced(vec![chat(30, 4)])));
+        assert_eq!(state.selected, None, "a chat that is gone is closed");
     }
 
     #[test]

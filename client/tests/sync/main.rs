@@ -203,6 +203,60 @@ async fn a_cursor_the_server_refuses_is_dropped_and_the_stream_replayed() {
     let _ = std::fs::remove_dir_all(&data_dir);
 }
 
+/// The server's database went back to an older backup: the cache holds a message the server no
+/// longer has, and a cursor past the end of Ada's stream there. The server refuses the cursor; the
+/// cache forgets its messages, is rebuilt from the stream, and the UI is handed the new list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cache_ahead_of_a_restored_server_is_rebuilt_from_its_stream() {
+    let AdaOnline { server, rest, ada_web, bo, chat_id, data_dir, client } =
+        ada_online_with_two_messages_from_bo().await;
+    let lost = parley_common::Message {
+        id: 1_000_000,
+        chat_id,
+        seq: 3,
+        sender_id: bo.user.id,
+        client_id: uuid::Uuid::new_v4().to_string(),
+        body: "lost with the restore".into(),
+        created_at: "2026-11-27T00:00:00Z".into(),
+    };
+    let ahead = "1000000".to_string();
+    client
+        .cache()
+        .apply(&[
+            parley_client::planner::CacheOp::PutMessage(lost),
+            parley_client::planner::CacheOp::SetCursor(ahead.clone()),
+        ])
+        .await
+        .unwrap();
+    client.shutdown().await;
+    drop(client);
+    // Written after the restore: the server numbers them from 3 again.
+    Peer::connect(&server.url(), &bo.token).await.say_all(chat_id, &bodies("after the restore", 3)).await;
+
+    let client = Client::open(&data_dir).await.unwrap();
+    let mut events = client.subscribe();
+    eventually(20, "caught up from a new cursor", || async {
+        client.connection() == ConnectionState::Online && client.cache().cursor().await.unwrap() != Some(ahead.clone())
+    })
+    .await;
+    assert_converged(&client, &rest, &ada_web).await;
+    let cached = client.cache().all_messages(chat_id).await.unwrap();
+    assert_eq!(cached[2].body, "after the restore 1", "the server's third message, not the lost one");
+    let resynced = loop {
+        match events.try_recv() {
+            Ok(DesktopEvent::Resynced { chats }) => break chats,
+            Ok(_) => continue,
+            Err(err) => panic!("no resynced event for the UI: {err}"),
+        }
+    };
+    assert_eq!(
+        resynced.iter().find(|c| c.id == chat_id).and_then(|c| c.last_message.clone()).unwrap().body,
+        "after the restore 3"
+    );
+    client.shutdown().await;
+    let _ = std::fs::remove_dir_all(&data_dir);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_killed_in_the_middle_of_a_sync_resumes_on_the_next_start() {
     let server = TestServer::start(|_| {}).await;

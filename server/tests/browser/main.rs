@@ -56,12 +56,17 @@ async fn sign_up_by_api(server: &ServerProcess, smtp: &SmtpSink, email: &str, na
 
 /// Sends `count` messages as the holder of `token` over a WebSocket, waiting for each ack.
 async fn send_messages(server: &ServerProcess, token: &str, chat_id: i64, count: usize) {
+    send_notes(server, token, chat_id, 0..count).await
+}
+
+/// Sends "note n" for each n of `numbers`, each under a `client_id` made from n.
+async fn send_notes(server: &ServerProcess, token: &str, chat_id: i64, numbers: std::ops::Range<usize>) {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Message};
     let mut request = format!("ws://127.0.0.1:{}/api/v1/ws", server.port).into_client_request().unwrap();
     request.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
     let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
-    for n in 0..count {
+    for n in numbers {
         let frame = parley_common::ClientFrame::Send {
             chat_id,
             client_id: format!("00000000-0000-4000-8000-{n:012}"),
@@ -372,6 +377,45 @@ async fn log_in(browser: &mut Browser, server: &ServerProcess, email: &str) {
     browser.fill("#login-password", PASSWORD).await;
     browser.click("#login-submit").await;
     browser.find(".chat-page").await;
+}
+
+/// The operator restores an older backup while a page is open: the page's cursor is past the end
+/// of the history the server now holds, and the server refuses it. The page shows what the server
+/// holds again, and goes on live from there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_open_across_a_restored_backup_shows_what_the_server_holds() {
+    let (smtp, mut server, driver) = stage().await;
+    sign_up_by_api(&server, &smtp, "ada@example.org", "Ada").await;
+    let bo_token = sign_up_by_api(&server, &smtp, "bo@example.org", "Bo").await;
+    let chat_id = start_chat(&server, &bo_token, "ada@example.org").await;
+    send_notes(&server, &bo_token, chat_id, 0..2).await;
+    let mut ada = driver.browser("ada-restored").await;
+    log_in(&mut ada, &server, "ada@example.org").await;
+    ada.click(&chat_with("bo@example.org")).await;
+    ada.until_text(".message.theirs .body", "note 0").await;
+    // The backup holds Ada's session, so the page stays logged in across the restore.
+    let backup = server.back_up_database().await;
+    ada.until("reconnected after the backup", || async { ada.count("#connection-banner").await == 0 }).await;
+
+    // Written after the backup, seen live.
+    send_notes(&server, &bo_token, chat_id, 2..5).await;
+    ada.until("the notes after the backup arrived", || async { ada.count(".message.theirs").await == 5 }).await;
+    ada.shot("before-restore").await;
+
+    server.restore_database(&backup).await;
+    ada.until("the page shows the restored history", || async {
+        let shown = ada.text(".messages").await;
+        ada.count("#connection-banner").await == 0 && shown.contains("note 1") && !shown.contains("note 4")
+    })
+    .await;
+    assert_eq!(ada.count(".message.theirs").await, 2, "what the restored database holds");
+    ada.shot("after-restore").await;
+
+    // Live again: the next message arrives, after the two the server holds.
+    send_notes(&server, &bo_token, chat_id, 5..6).await;
+    ada.until("a message after the restore arrived", || async { ada.text(".messages").await.contains("note 5") }).await;
+    assert_eq!(ada.count(".message.theirs").await, 3);
+    ada.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

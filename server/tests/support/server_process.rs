@@ -74,6 +74,43 @@ impl ServerProcess {
         self.kill();
         self.spawn().await;
     }
+
+    /// Stops the server and copies its SQLite database (with its write-ahead log) aside, as a
+    /// backup taken then; started again afterwards.
+    #[allow(dead_code)]
+    pub async fn back_up_database(&mut self) -> PathBuf {
+        self.kill();
+        let backup = self.data_dir.join("backup");
+        std::fs::create_dir_all(&backup).unwrap();
+        for file in database_files(&self.data_dir) {
+            std::fs::copy(self.data_dir.join(&file), backup.join(&file)).unwrap();
+        }
+        self.spawn().await;
+        backup
+    }
+
+    /// Stops the server, puts the database back as `backup` holds it, and starts it again: an
+    /// operator restoring a backup.
+    #[allow(dead_code)]
+    pub async fn restore_database(&mut self, backup: &std::path::Path) {
+        self.kill();
+        for file in database_files(&self.data_dir) {
+            std::fs::remove_file(self.data_dir.join(file)).unwrap();
+        }
+        for file in database_files(backup) {
+            std::fs::copy(backup.join(&file), self.data_dir.join(&file)).unwrap();
+        }
+        self.spawn().await;
+    }
+}
+
+/// The files of the SQLite database in `dir`: `parley.db` and its `-wal` and `-shm`.
+fn database_files(dir: &std::path::Path) -> Vec<std::ffi::OsString> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .filter(|name| name.to_string_lossy().starts_with("parley.db"))
+        .collect()
 }
 
 impl Drop for ServerProcess {

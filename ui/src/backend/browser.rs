@@ -49,6 +49,9 @@ struct Live {
     cursor: Option<String>,
     /// Replaying from the cursor: live events must not move it until caught up.
     catching_up: bool,
+    /// The server refused the cursor: a snapshot of the chats is being fetched to start again
+    /// from, and until it comes there is no cursor to keep.
+    reloading: bool,
     /// Unacknowledged `send` frames, in the order they were written.
     outbox: Vec<(String, ClientFrame)>,
     /// Read markers not yet sent, per chat.
@@ -59,6 +62,8 @@ struct Live {
     heartbeat: Option<Interval>,
     /// Offers the outbox again after the server refused a send for a passing reason.
     outbox_retry: Option<Timeout>,
+    /// Fetches the snapshot again after a failed try.
+    reload_retry: Option<Timeout>,
     handlers: Vec<Box<dyn std::any::Any>>,
     page_hooks: bool,
 }
@@ -221,6 +226,8 @@ fn on_frame(live: &Rc<RefCell<Live>>, generation: u64, text: &str) {
             state.emit(Incoming::Connection(Connection::Online));
             state.emit(Incoming::Hello(user));
             match state.cursor.clone() {
+                // The snapshot on its way brings the cursor, and the catch-up from it.
+                _ if state.reloading => state.catching_up = true,
                 Some(since) if since != cursor => {
                     state.catching_up = true;
                     state.send_frame(&ClientFrame::Sync { since: Some(since) });
@@ -278,6 +285,16 @@ fn on_frame(live: &Rc<RefCell<Live>>, generation: u64, text: &str) {
             state.outbox.retain(|(id, _)| *id != client_id);
             state.emit(Incoming::SendFailed { client_id, code, message });
         }
+        ServerFrame::Error { code, client_id: None, .. }
+            if code == parley_common::ws::INVALID_CURSOR && state.catching_up && !state.reloading =>
+        {
+            // What is shown may lack events the server can no longer replay from our cursor (its
+            // database restored from a backup, say): start again from a snapshot.
+            state.cursor = None;
+            state.reloading = true;
+            drop(state);
+            reload_snapshot(live.clone());
+        }
         ServerFrame::Error { code, message, client_id: None } => {
             web_sys::console::warn_1(&JsValue::from_str(&format!("parley: {code}: {message}")));
         }
@@ -287,6 +304,36 @@ fn on_frame(live: &Rc<RefCell<Live>>, generation: u64, text: &str) {
         ServerFrame::Typing { chat_id, user_id } => state.emit(Incoming::Typing { chat_id, user_id }),
         ServerFrame::Pong => {}
     }
+}
+
+/// Fetches the chats as they are now, shows them in place of what was shown, and catches up from
+/// their cursor (a live connection at once, a later one from its `hello`). Tried again until it
+/// succeeds or the connection is no longer wanted.
+fn reload_snapshot(live: Rc<RefCell<Live>>) {
+    wasm_bindgen_futures::spawn_local(async move {
+        let list = get::<ChatList>("/api/v1/chats").await;
+        let mut state = live.borrow_mut();
+        if !state.wanted || !state.reloading {
+            return;
+        }
+        let list = match list {
+            Ok(list) => list,
+            Err(_) => {
+                let again = live.clone();
+                state.reload_retry = Some(Timeout::new(RETRY_SEND_MS, move || reload_snapshot(again)));
+                return;
+            }
+        };
+        state.reloading = false;
+        state.emit(Incoming::Resynced(list.chats));
+        state.cursor = Some(list.cursor.clone());
+        // Events after the snapshot's cursor may have arrived live before it came: the catch-up
+        // replays them, and applying them twice changes nothing.
+        if state.ready {
+            state.catching_up = true;
+            state.send_frame(&ClientFrame::Sync { since: Some(list.cursor) });
+        }
+    });
 }
 
 /// One REST call; the error body becomes a `UiError`.
@@ -551,6 +598,8 @@ impl Backend for BrowserBackend {
         state.outbox.clear();
         state.unsent_reads.clear();
         state.cursor = None;
+        state.reloading = false;
+        state.reload_retry = None;
         if let Some(socket) = state.socket.take() {
             let _ = socket.close_with_code(1000);
         }

@@ -111,6 +111,9 @@ pub enum Incoming {
     },
     /// Chats as they are now, for what events do not carry (presence missed while away).
     ChatsChanged(Vec<Chat>),
+    /// The server could not resume from our cursor: the chats as they are now replace what is
+    /// shown, and histories are fetched again (what was shown may have gaps).
+    Resynced(Vec<Chat>),
     /// The session ended elsewhere (logout, revoked).
     SessionEnded,
 }
@@ -127,6 +130,7 @@ impl From<DesktopEvent> for Incoming {
             DesktopEvent::Presence { user_id, online, last_seen } => Incoming::Presence { user_id, online, last_seen },
             DesktopEvent::Typing { chat_id, user_id } => Incoming::Typing { chat_id, user_id },
             DesktopEvent::ChatsChanged { chats } => Incoming::ChatsChanged(chats),
+            DesktopEvent::Resynced { chats } => Incoming::Resynced(chats),
             DesktopEvent::SessionEnded => Incoming::SessionEnded,
         }
     }

@@ -22,12 +22,12 @@ pub fn conversation() -> Html {
     let oldest = history.oldest_seq();
     let pending_count = selected.map_or(0, |id| state.pending_in(id).count());
 
-    // Opening a chat fetches its newest page once.
+    // Opening a chat fetches its newest page once, and again if its history was dropped (a
+    // resync).
     {
         let ctx = ctx.clone();
-        let loaded = history.loaded;
-        use_effect_with(selected, move |selected| {
-            if let (Some(chat_id), false) = (*selected, loaded) {
+        use_effect_with((selected, history.loaded), move |(selected, loaded)| {
+            if let (Some(chat_id), false) = (*selected, *loaded) {
                 spawn_local(async move {
                     if let Ok(page) = ctx.backend.history(chat_id, None).await {
                         ctx.state.dispatch(Action::HistoryLoaded { chat_id, page });
