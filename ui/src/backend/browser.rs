@@ -232,7 +232,12 @@ fn on_frame(live: &Rc<RefCell<Live>>, generation: u64, text: &str) {
                     state.catching_up = true;
                     state.send_frame(&ClientFrame::Sync { since: Some(since) });
                 }
-                _ => state.cursor = Some(cursor),
+                // Nothing to replay, even if the last socket closed in the middle of a catch-up:
+                // live events move the cursor from here on.
+                _ => {
+                    state.cursor = Some(cursor);
+                    state.catching_up = false;
+                }
             }
             // Everything written while away goes out again, in order, under the same client_ids.
             for (_, frame) in &state.outbox {
