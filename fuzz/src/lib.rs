@@ -14,7 +14,7 @@ use parley_common::{
     ResendRequest, ServerFrame, SessionList, SignupRequest, SyncBatch, VerifyRequest,
 };
 use parley_server::{
-    chats::{check_send, cursor_string, parse_cursor},
+    chats::{check_send, Cursors},
     config::Config,
     crypto::ServerKey,
     domain::{DisplayName, Email, Password, PASSWORD_MAX_BYTES, PASSWORD_MIN_CHARS},
@@ -58,14 +58,19 @@ pub fn client_frame(data: &[u8]) {
                 error_frame(err.code(), err.to_string(), Some(client_id));
             }
         }
-        ClientFrame::Sync { since } => match parse_cursor(since.as_deref()) {
-            Ok(pos) => {
-                assert!(pos >= 0, "a negative cursor was accepted: {since:?}");
-                // The cursor the server writes for a position reads back as that position.
-                assert_eq!(parse_cursor(Some(&cursor_string(pos))).ok(), Some(pos));
+        ClientFrame::Sync { since } => {
+            // A server whose database was never restored, and one restored twice.
+            for cursors in [Cursors::new(0), Cursors::new(2)] {
+                match cursors.parse(since.as_deref()) {
+                    Ok(pos) => {
+                        assert!(pos >= 0, "a negative cursor was accepted: {since:?}");
+                        // The cursor the server writes for a position reads back as that position.
+                        assert_eq!(cursors.parse(Some(&cursors.string(pos))).ok(), Some(pos));
+                    }
+                    Err(err) => api_error_frame(&err),
+                }
             }
-            Err(err) => api_error_frame(&err),
-        },
+        }
         ClientFrame::Read { .. } | ClientFrame::Typing { .. } | ClientFrame::Ping => {}
     }
 }

@@ -415,7 +415,7 @@ pub async fn delete_account(state: &AppState, session: &crate::state::Session, p
         match state.store.chat_for_user(chat_id, friend).await {
             Ok(Some(chat)) => {
                 let chat = crate::chats::chat_views(state, vec![chat]).await.pop().expect("one in, one out");
-                let event = parley_common::Event::ChatCreated { cursor: crate::chats::cursor_string(pos), chat };
+                let event = parley_common::Event::ChatCreated { cursor: state.cursors.string(pos), chat };
                 state.relay.deliver(friend, crate::relay::Outbound::event(pos, event, None), None);
             }
             // The event is stored: the friend's devices get it on their next sync.

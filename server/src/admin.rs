@@ -133,3 +133,10 @@ pub async fn create_user(
         })?;
     Ok(CreatedUser { id: user.id, email: user.email, generated_password: generated })
 }
+
+/// Moves the history epoch on (see `chats::Cursors`); returns the new one. Nodes read the epoch
+/// when they start, so this runs with every node stopped, as a restore does.
+pub async fn after_restore(config: &Config) -> Result<i64, AdminError> {
+    let store = store::connect(&config.database_url()).await?;
+    Ok(store.advance_history_epoch().await?)
+}

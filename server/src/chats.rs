@@ -70,20 +70,45 @@ async fn one_chat_view(state: &AppState, chat: ChatSummary) -> Chat {
     chat_views(state, vec![chat]).await.pop().expect("one in, one out")
 }
 
-/// Cursors are positions in the user's event stream, written as decimal strings; clients treat
-/// them as opaque.
-pub fn cursor_string(pos: i64) -> String {
-    pos.to_string()
+/// How this server writes and reads cursors: positions in the user's event stream, as decimal
+/// strings, marked with the history epoch once it is not 0 (`"<epoch>.<position>"`). Clients
+/// treat them as opaque. The epoch moves on when the database is restored from a backup
+/// (`parley-server admin after-restore`), and cursors of another epoch are refused: resuming from
+/// one would skip the positions handed out again since the restore.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursors {
+    epoch: i64,
 }
 
-pub fn parse_cursor(cursor: Option<&str>) -> ApiResult<i64> {
-    match cursor.map(str::trim).filter(|c| !c.is_empty()) {
-        None => Ok(0),
-        Some(c) => c
-            .parse::<i64>()
-            .ok()
-            .filter(|pos| *pos >= 0)
-            .ok_or_else(|| cursor_refused("the cursor is not one this server gave out")),
+impl Cursors {
+    pub fn new(epoch: i64) -> Self {
+        Cursors { epoch }
+    }
+
+    pub fn string(self, pos: i64) -> String {
+        if self.epoch == 0 {
+            pos.to_string()
+        } else {
+            format!("{}.{pos}", self.epoch)
+        }
+    }
+
+    /// The position a cursor names; none is the beginning.
+    pub fn parse(self, cursor: Option<&str>) -> ApiResult<i64> {
+        let Some(cursor) = cursor.map(str::trim).filter(|c| !c.is_empty()) else {
+            return Ok(0);
+        };
+        let (epoch, pos) = match cursor.split_once('.') {
+            Some((epoch, pos)) => (epoch.parse::<i64>().ok().filter(|e| *e > 0), pos),
+            None => (Some(0), cursor),
+        };
+        match (epoch, pos.parse::<i64>().ok().filter(|pos| *pos >= 0)) {
+            (Some(epoch), Some(pos)) if epoch == self.epoch => Ok(pos),
+            (Some(_), Some(_)) => {
+                Err(cursor_refused("the cursor was given out before this server's database was restored"))
+            }
+            _ => Err(cursor_refused("the cursor is not one this server gave out")),
+        }
     }
 }
 
@@ -104,7 +129,8 @@ pub async fn start_chat(state: &AppState, user_id: i64, email: &str) -> ApiResul
     let created = state.store.create_chat(user_id, friend.id, now_millis()).await?;
     for EventPos { user_id: member, pos } in &created.events {
         if let Some(chat) = state.store.chat_for_user(created.chat_id, *member).await? {
-            let event = Event::ChatCreated { cursor: cursor_string(*pos), chat: one_chat_view(state, chat).await };
+            let event =
+                Event::ChatCreated { cursor: state.cursors.string(*pos), chat: one_chat_view(state, chat).await };
             state.relay.deliver(*member, Outbound::event(*pos, event, None), None);
         }
     }
@@ -124,7 +150,7 @@ pub async fn list_chats(state: &AppState, user_id: i64) -> ApiResult<ChatList> {
     // The cursor first: the list is at least as new as it, so going live from it leaves no gap.
     let cursor = state.store.cursor(user_id).await?;
     let chats = state.store.chats_for_user(user_id).await?;
-    Ok(ChatList { chats: chat_views(state, chats).await, cursor: cursor_string(cursor) })
+    Ok(ChatList { chats: chat_views(state, chats).await, cursor: state.cursors.string(cursor) })
 }
 
 pub async fn history(
@@ -145,7 +171,11 @@ pub async fn history(
     let mut messages = state.store.messages_before(chat_id, before.unwrap_or(i64::MAX), limit + 1).await?;
     let more = messages.len() as i64 > limit;
     messages.truncate(limit as usize);
-    Ok(MessagePage { messages: messages.iter().map(message_view).collect(), more, cursor: cursor_string(cursor) })
+    Ok(MessagePage {
+        messages: messages.iter().map(message_view).collect(),
+        more,
+        cursor: state.cursors.string(cursor),
+    })
 }
 
 /// The user's events after `since`, rendered exactly as their live frames.
@@ -171,12 +201,12 @@ pub async fn sync(state: &AppState, user_id: i64, since: i64, limit: Option<i64>
     for record in records {
         events.push(render_event(state, user_id, record).await?);
     }
-    Ok(SyncBatch { events, next: cursor_string(next), more })
+    Ok(SyncBatch { events, next: state.cursors.string(next), more })
 }
 
 /// A stored event as the frame that carries it live.
 pub async fn render_event(state: &AppState, user_id: i64, record: EventRecord) -> ApiResult<Event> {
-    let cursor = cursor_string(record.pos);
+    let cursor = state.cursors.string(record.pos);
     Ok(match record.kind {
         EventKind::Message(m) => Event::Message { cursor, message: message_view(&m) },
         EventKind::ChatCreated => {
@@ -279,7 +309,7 @@ fn after_send(
                 });
             }
             for EventPos { user_id: member, pos } in events {
-                let event = Event::Message { cursor: cursor_string(pos), message: view.clone() };
+                let event = Event::Message { cursor: state.cursors.string(pos), message: view.clone() };
                 state.relay.deliver(member, Outbound::event(pos, event, Some(origin)), None);
             }
             Ok(())
@@ -288,7 +318,7 @@ fn after_send(
             ::metrics::counter!(crate::metrics::DUPLICATE_SENDS).increment(1);
             // Only the sending connection hears of it again: an ack, nothing new for anyone else.
             let chat_id = message.chat_id;
-            let event = Event::Message { cursor: cursor_string(cursor), message: message_view(&message) };
+            let event = Event::Message { cursor: state.cursors.string(cursor), message: message_view(&message) };
             state.relay.deliver_to(user_id, origin, Outbound::event(cursor, event, Some(origin)));
             // A resend usually means the first answer was lost, maybe with the node that committed
             // it before it could tell anyone: the members' connections check the store. Those that
@@ -323,7 +353,7 @@ pub async fn mark_read(state: &AppState, user_id: i64, chat_id: i64, up_to: i64)
     match state.store.mark_read(chat_id, user_id, up_to, now_millis()).await? {
         ReadOutcome::Updated { up_to, events } => {
             for EventPos { user_id: member, pos } in events {
-                let event = Event::Read { cursor: cursor_string(pos), chat_id, user_id, up_to };
+                let event = Event::Read { cursor: state.cursors.string(pos), chat_id, user_id, up_to };
                 state.relay.deliver(member, Outbound::event(pos, event, None), None);
             }
             Ok(())
@@ -390,4 +420,38 @@ pub async fn refresh_presence(state: &AppState, user_id: i64, only: Option<i64>,
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cursors;
+
+    #[test]
+    fn cursors_read_back_and_carry_the_epoch_once_there_is_one() {
+        let never_restored = Cursors::new(0);
+        assert_eq!(never_restored.string(42), "42");
+        assert_eq!(never_restored.parse(Some("42")).ok(), Some(42));
+        assert_eq!(never_restored.parse(None).ok(), Some(0));
+        assert_eq!(never_restored.parse(Some(" ")).ok(), Some(0));
+
+        let restored = Cursors::new(3);
+        assert_eq!(restored.string(42), "3.42");
+        assert_eq!(restored.parse(Some("3.42")).ok(), Some(42));
+        assert_eq!(restored.parse(None).ok(), Some(0), "no cursor is the beginning, in any epoch");
+    }
+
+    #[test]
+    fn cursors_of_another_epoch_or_of_no_shape_are_refused() {
+        let restored = Cursors::new(3);
+        for cursor in ["42", "2.42", "4.42", "0.42"] {
+            let err = restored.parse(Some(cursor)).expect_err(cursor);
+            assert_eq!(err.code(), parley_common::ws::INVALID_CURSOR, "{cursor}");
+        }
+        let never_restored = Cursors::new(0);
+        for cursor in ["3.42", "-1", "x", "3.", ".42", "3.-1", "1e3"] {
+            let err = never_restored.parse(Some(cursor)).expect_err(cursor);
+            assert_eq!(err.code(), parley_common::ws::INVALID_CURSOR, "{cursor}");
+        }
+        assert!(restored.parse(Some("3.x")).is_err());
+    }
 }

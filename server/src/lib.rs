@@ -97,7 +97,17 @@ impl Server {
                     (cluster::RedisRateLimiter::new(redis, &config.rate_limits), relay, Some(notices))
                 }
             };
-        let state = AppState { config: Arc::new(config), store, mailer: Arc::new(mailer), key, limiter, relay, writer };
+        let cursors = chats::Cursors::new(store.history_epoch().await?);
+        let state = AppState {
+            config: Arc::new(config),
+            store,
+            mailer: Arc::new(mailer),
+            key,
+            limiter,
+            relay,
+            writer,
+            cursors,
+        };
         if let Some(notices) = notices {
             tokio::spawn(cluster_notices(state.clone(), notices));
         }

@@ -41,6 +41,10 @@ enum AdminCommand {
         #[arg(long)]
         tokens_out: std::path::PathBuf,
     },
+    /// Run once after restoring the database from a backup, before any node starts: every cursor
+    /// given out before is refused from then on, and apps start again from what the database
+    /// holds instead of skipping what is written after the restore.
+    AfterRestore,
 }
 
 #[tokio::main]
@@ -81,6 +85,13 @@ async fn main() -> std::process::ExitCode {
                 Err(err) => Err(err.to_string()),
             }
         }
+        Command::Admin(AdminCommand::AfterRestore) => match admin::after_restore(&config).await {
+            Ok(epoch) => {
+                println!("history epoch {epoch}: cursors given out before the restore are refused from now on");
+                Ok(())
+            }
+            Err(err) => Err(err.to_string()),
+        },
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -33,6 +33,9 @@ pub struct AppState {
     pub relay: Arc<dyn Relay>,
     /// Where messages are stored (group commit).
     pub writer: crate::writer::GroupCommit,
+    /// Cursors of the database's history epoch, read at start-up (`admin after-restore` moves it
+    /// on with every node stopped).
+    pub cursors: crate::chats::Cursors,
 }
 
 /// A live session, taken from `Authorization: Bearer` or the session cookie. The only source of

@@ -30,7 +30,7 @@ use tokio::sync::Semaphore;
 
 use crate::{
     accounts::user_view,
-    chats::{self, cursor_string, parse_cursor},
+    chats,
     clock::now_millis,
     error::{ApiError, ApiResult},
     relay::{self, next_conn_id, ConnHandle, ConnId, Kick, Outbound, QueueError, QueueReceiver, QueueSender},
@@ -185,7 +185,7 @@ async fn open(state: AppState, session: Session, user: UserRecord, socket: WebSo
             return None;
         }
     };
-    let hello = ServerFrame::Hello { user: user_view(&user), cursor: cursor_string(cursor) };
+    let hello = ServerFrame::Hello { user: user_view(&user), cursor: state.cursors.string(cursor) };
     send_frame(&mut sink, &hello).await.ok()?;
     if came_online {
         if let Err(err) = chats::announce_presence(&state, user_id, true, None).await {
@@ -571,7 +571,7 @@ impl Receiver {
                 self.reply_error(result);
             }
             ClientFrame::Sync { since } => {
-                let batch = match parse_cursor(since.as_deref()) {
+                let batch = match self.state.cursors.parse(since.as_deref()) {
                     Ok(since) => chats::sync(&self.state, self.user_id, since, None).await,
                     Err(err) => Err(err),
                 };

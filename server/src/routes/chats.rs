@@ -102,6 +102,6 @@ pub async fn sync(
     session: Session,
     ApiQuery(params): ApiQuery<SyncParams>,
 ) -> ApiResult<ApiJson<SyncBatch>> {
-    let since = chats::parse_cursor(params.since.as_deref())?;
+    let since = state.cursors.parse(params.since.as_deref())?;
     Ok(ApiJson(chats::sync(&state, session.user_id, since, params.limit).await?))
 }

@@ -425,6 +425,10 @@ pub trait Store: Send + Sync + 'static {
     async fn cursor(&self, user_id: i64) -> StoreResult<i64>;
     /// `(user, cursor)` for each of the users.
     async fn cursors(&self, user_ids: &[i64]) -> StoreResult<Vec<(i64, i64)>>;
+    /// The history epoch cursors speak of (see `chats::Cursors`).
+    async fn history_epoch(&self) -> StoreResult<i64>;
+    /// Moves the history epoch on, after a restore; returns the new one.
+    async fn advance_history_epoch(&self) -> StoreResult<i64>;
     /// The user's events after `since`, oldest first.
     async fn events_since(&self, user_id: i64, since: i64, limit: i64) -> StoreResult<Vec<EventRecord>>;
     async fn set_last_seen(&self, user_id: i64, at: Millis) -> StoreResult<()>;

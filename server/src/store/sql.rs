@@ -648,6 +648,21 @@ macro_rules! impl_store {
                 Ok(query.build_query_as::<(i64, i64)>().fetch_all(self.reader()).await?)
             }
 
+            async fn history_epoch(&self) -> StoreResult<i64> {
+                let (epoch,): (i64,) = sqlx::query_as("SELECT value FROM history_epoch WHERE id = 1")
+                    .fetch_one(self.reader())
+                    .await?;
+                Ok(epoch)
+            }
+
+            async fn advance_history_epoch(&self) -> StoreResult<i64> {
+                let (epoch,): (i64,) =
+                    sqlx::query_as("UPDATE history_epoch SET value = value + 1 WHERE id = 1 RETURNING value")
+                        .fetch_one(self.writer())
+                        .await?;
+                Ok(epoch)
+            }
+
             #[tracing::instrument(skip_all)]
             async fn events_since(&self, user_id: i64, since: i64, limit: i64) -> StoreResult<Vec<EventRecord>> {
                 let _timer = $crate::metrics::StoreTimer::start("events_since");

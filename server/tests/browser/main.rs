@@ -379,9 +379,9 @@ async fn log_in(browser: &mut Browser, server: &ServerProcess, email: &str) {
     browser.find(".chat-page").await;
 }
 
-/// The operator restores an older backup while a page is open: the page's cursor is past the end
-/// of the history the server now holds, and the server refuses it. The page shows what the server
-/// holds again, and goes on live from there.
+/// The operator restores an older backup while a page is open: the server refuses the page's
+/// cursor, of before the restore, and the page shows what the server holds again, and goes on live
+/// from there under cursors of the new history epoch.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_open_across_a_restored_backup_shows_what_the_server_holds() {
     let (smtp, mut server, driver) = stage().await;
@@ -402,7 +402,10 @@ async fn a_page_open_across_a_restored_backup_shows_what_the_server_holds() {
     ada.until("the notes after the backup arrived", || async { ada.count(".message.theirs").await == 5 }).await;
     ada.shot("before-restore").await;
 
-    server.restore_database(&backup).await;
+    // Restored as the README says: the copy put back, `admin after-restore`, the server started.
+    server.put_back_database(&backup);
+    server.admin(&["after-restore"]);
+    server.start_again().await;
     ada.until("the page shows the restored history", || async {
         let shown = ada.text(".messages").await;
         ada.count("#connection-banner").await == 0 && shown.contains("note 1") && !shown.contains("note 4")

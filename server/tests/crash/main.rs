@@ -2,13 +2,14 @@
 //! acknowledged must exist exactly once after the restart, and every one it did not, sent again
 //! with its `client_id`, must exist exactly once too. The modules do the same with the database
 //! failing under a running server: Postgres stopped and restarted, Postgres read-only, SQLite's
-//! disk full.
+//! disk full; and the database restored from a backup.
 #[path = "../support/server_process.rs"]
 mod server_process;
 
 mod full_disk;
 mod postgres_outage;
 mod private_postgres;
+mod restore;
 mod traffic;
 
 use std::{collections::HashMap, time::Duration};

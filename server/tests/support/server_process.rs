@@ -89,10 +89,10 @@ impl ServerProcess {
         backup
     }
 
-    /// Stops the server, puts the database back as `backup` holds it, and starts it again: an
-    /// operator restoring a backup.
+    /// Stops the server and puts the database back as `backup` holds it, leaving it stopped (an
+    /// operator restoring a backup; [`ServerProcess::start_again`] starts it).
     #[allow(dead_code)]
-    pub async fn restore_database(&mut self, backup: &std::path::Path) {
+    pub fn put_back_database(&mut self, backup: &std::path::Path) {
         self.kill();
         for file in database_files(&self.data_dir) {
             std::fs::remove_file(self.data_dir.join(file)).unwrap();
@@ -100,6 +100,30 @@ impl ServerProcess {
         for file in database_files(backup) {
             std::fs::copy(backup.join(&file), self.data_dir.join(&file)).unwrap();
         }
+    }
+
+    /// Runs `parley-server admin <args>` on the server's configuration (stop the server first
+    /// where the command asks for it); returns what it printed, or panics if it failed.
+    #[allow(dead_code)]
+    pub fn admin(&self, args: &[&str]) -> String {
+        let output = Command::new(env!("CARGO_BIN_EXE_parley-server"))
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("PARLEY_DATA_DIR", &self.data_dir)
+            .env("PARLEY_LOG", "warn")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .arg("admin")
+            .args(args)
+            .output()
+            .expect("run parley-server admin");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(output.status.success(), "admin {args:?}: {stdout}{}", String::from_utf8_lossy(&output.stderr));
+        stdout
+    }
+
+    /// Starts the server again after [`ServerProcess::kill`].
+    #[allow(dead_code)]
+    pub async fn start_again(&mut self) {
         self.spawn().await;
     }
 }
