@@ -56,6 +56,20 @@ async fn get_json<T: serde::de::DeserializeOwned>(server: &ServerProcess, path: 
     response.json().await.unwrap()
 }
 
+/// The chat of the holder of `token` with the owner of `email`, started if new.
+async fn start_chat(server: &ServerProcess, token: &str, email: &str) -> Chat {
+    reqwest::Client::new()
+        .post(format!("{}/api/v1/chats", server.url()))
+        .bearer_auth(token)
+        .json(&serde_json::json!({"email": email}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 fn client_id(n: usize) -> String {
     format!("00000000-0000-4000-8000-{n:012}")
 }
@@ -70,16 +84,7 @@ async fn acked_messages_survive_a_kill_9(extra_env: &[(&str, &str)]) {
     let mut server = ServerProcess::start(&env).await;
     let ada = open_signup(&server, "ada").await;
     let bo = open_signup(&server, "bo").await;
-    let chat: Chat = reqwest::Client::new()
-        .post(format!("{}/api/v1/chats", server.url()))
-        .bearer_auth(&ada.token)
-        .json(&serde_json::json!({"email": "bo@example.org"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let chat = start_chat(&server, &ada.token, "bo@example.org").await;
 
     // Stream every message with many in flight; kill the server once some are acknowledged.
     let mut socket = connect(&server, &ada.token).await;
