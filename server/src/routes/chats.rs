@@ -80,8 +80,9 @@ pub async fn history(
 
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct SyncParams {
-    /// The last cursor you processed; from the beginning without it (or empty, or `0`).
-    #[param(pattern = "^\\s*[0-9]{0,18}\\s*$")]
+    /// The last cursor you processed; from the beginning without it (or empty, or `0`). A
+    /// position, after the database's history epoch and a dot once there is one (`3.1042`).
+    #[param(pattern = "^\\s*(([0-9]{1,18}\\.)?[0-9]{1,18})?\\s*$")]
     pub since: Option<String>,
     /// 1 to 100; 100 by default.
     #[param(minimum = 1, maximum = 100)]
