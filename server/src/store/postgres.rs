@@ -92,7 +92,10 @@ impl PgStore {
 impl_store!(PgStore, Postgres, "postgres", streams = "user_streams");
 
 /// The writes of a batch, each part conditioned on `guard` (the members' epoch, `$17`, when they
-/// came from memory), as `write_batch` explains; the two statements below end them.
+/// came from memory), as `write_batch` explains; the two statements below end them. Every part
+/// that writes must be: Postgres runs a data-modifying CTE to completion whether or not anything
+/// reads it, so an unguarded one still writes when the batch is refused (the members' counters
+/// did, leaving holes in their streams).
 macro_rules! write_batch_ctes {
     () => {
         "WITH guard AS MATERIALIZED (
@@ -112,7 +115,7 @@ macro_rules! write_batch_ctes {
                  FROM chat_seqs),
              users_locked AS MATERIALIZED (
                  SELECT u.id FROM user_streams u JOIN UNNEST($4::int8[]) AS k (id) ON u.id = k.id
-                 WHERE (SELECT count(*) FROM chats_locked) >= 0
+                 WHERE (SELECT ok FROM guard) AND (SELECT count(*) FROM chats_locked) >= 0
                  ORDER BY u.id FOR UPDATE OF u),
              user_positions AS (
                  UPDATE user_streams t SET last_event_pos = t.last_event_pos + k.n

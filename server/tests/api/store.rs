@@ -271,3 +271,32 @@ async fn every_new_account_has_an_event_counter_on_postgres() {
     assert!(matches!(outcomes[..], [SendOutcome::Created { .. }]), "{outcomes:?}");
     assert_eq!(store.cursor(ids[1]).await.unwrap(), 2);
 }
+
+/// Postgres remembers chats' members between batches. A batch whose chats' members changed since
+/// (another chat started moves the membership epoch) stores nothing and is tried again with its
+/// members read anew; its failed attempt must not move the members' event counters either, or
+/// their streams would have holes and their cursors would point past their last event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_whose_remembered_members_changed_leaves_no_hole_in_the_streams() {
+    let app = spawn(Backend::Postgres).await;
+    let (store, ids) = store_with_accounts(&app, &["ada", "bo", "cy", "dee"]).await;
+    let (ada, bo, cy, dee) = (ids[0], ids[1], ids[2], ids[3]);
+    let chat_id = store.create_chat(ada, bo, 1).await.unwrap().chat_id;
+    let message = |n: u32| NewMessage {
+        chat_id,
+        sender_id: ada,
+        client_id: format!("00000000-0000-4000-8000-{n:012}"),
+        body: format!("note {n}"),
+        now: 2,
+    };
+    // The first batch reads the chat's members and remembers them.
+    store.send_messages(&[message(1)]).await.unwrap();
+    store.create_chat(cy, dee, 3).await.unwrap();
+    let outcomes = store.send_messages(&[message(2)]).await.unwrap();
+    assert!(matches!(outcomes[..], [SendOutcome::Created { .. }]), "{outcomes:?}");
+    for user in [ada, bo] {
+        let positions: Vec<i64> = store.events_since(user, 0, 100).await.unwrap().into_iter().map(|e| e.pos).collect();
+        assert_eq!(positions, [1, 2, 3], "the chat created and two messages, one after the other");
+        assert_eq!(store.cursor(user).await.unwrap(), 3, "the cursor names the last event");
+    }
+}
