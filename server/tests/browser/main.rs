@@ -92,21 +92,6 @@ async fn stage() -> (SmtpSink, ServerProcess, Driver) {
     (smtp, server, Driver::start().await)
 }
 
-/// Starts (or finds) the chat of the holder of `token` with `email`; returns its id.
-async fn start_chat(server: &ServerProcess, token: &str, email: &str) -> i64 {
-    let chat: serde_json::Value = reqwest::Client::new()
-        .post(format!("{}/api/v1/chats", server.url()))
-        .bearer_auth(token)
-        .json(&serde_json::json!({"email": email}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    chat["id"].as_i64().expect("a chat id")
-}
-
 fn chat_with(email: &str) -> String {
     format!(r#".chat-item[data-friend="{email}"]"#)
 }
@@ -387,7 +372,7 @@ async fn a_page_open_across_a_restored_backup_shows_what_the_server_holds() {
     let (smtp, mut server, driver) = stage().await;
     sign_up_by_api(&server, &smtp, "ada@example.org", "Ada").await;
     let bo_token = sign_up_by_api(&server, &smtp, "bo@example.org", "Bo").await;
-    let chat_id = start_chat(&server, &bo_token, "ada@example.org").await;
+    let chat_id = server.start_chat(&bo_token, "ada@example.org").await;
     send_notes(&server, &bo_token, chat_id, 0..2).await;
     let mut ada = driver.browser("ada-restored").await;
     log_in(&mut ada, &server, "ada@example.org").await;
@@ -427,7 +412,7 @@ async fn blocking_a_user_stops_their_messages() {
     sign_up_by_api(&server, &smtp, "ada@example.org", "Ada").await;
     let bo_token = sign_up_by_api(&server, &smtp, "bo@example.org", "Bo").await;
     // Bo starts the chat and writes first.
-    let chat_id = start_chat(&server, &bo_token, "ada@example.org").await;
+    let chat_id = server.start_chat(&bo_token, "ada@example.org").await;
     send_messages(&server, &bo_token, chat_id, 1).await;
 
     let mut ada = driver.browser("ada-blocks").await;
@@ -483,7 +468,7 @@ async fn exporting_and_deleting_an_account_from_settings() {
     let (smtp, server, driver) = stage().await;
     let ada_token = sign_up_by_api(&server, &smtp, "ada@example.org", "Ada").await;
     let bo_token = sign_up_by_api(&server, &smtp, "bo@example.org", "Bo").await;
-    let chat_id = start_chat(&server, &ada_token, "bo@example.org").await;
+    let chat_id = server.start_chat(&ada_token, "bo@example.org").await;
     send_messages(&server, &ada_token, chat_id, 2).await;
 
     let mut ada = driver.browser("ada-leaves").await;

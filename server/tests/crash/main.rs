@@ -15,7 +15,7 @@ mod traffic;
 use std::{collections::HashMap, time::Duration};
 
 use futures_util::{SinkExt, StreamExt};
-use parley_common::{AuthResponse, Chat, ClientFrame, Event, MessagePage, ServerFrame, SyncBatch};
+use parley_common::{AuthResponse, ClientFrame, Event, MessagePage, ServerFrame, SyncBatch};
 use server_process::ServerProcess;
 use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Message as WsMessage};
 
@@ -56,20 +56,6 @@ async fn get_json<T: serde::de::DeserializeOwned>(server: &ServerProcess, path: 
     response.json().await.unwrap()
 }
 
-/// The chat of the holder of `token` with the owner of `email`, started if new.
-async fn start_chat(server: &ServerProcess, token: &str, email: &str) -> Chat {
-    reqwest::Client::new()
-        .post(format!("{}/api/v1/chats", server.url()))
-        .bearer_auth(token)
-        .json(&serde_json::json!({"email": email}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 fn client_id(n: usize) -> String {
     format!("00000000-0000-4000-8000-{n:012}")
 }
@@ -84,13 +70,13 @@ async fn acked_messages_survive_a_kill_9(extra_env: &[(&str, &str)]) {
     let mut server = ServerProcess::start(&env).await;
     let ada = open_signup(&server, "ada").await;
     let bo = open_signup(&server, "bo").await;
-    let chat = start_chat(&server, &ada.token, "bo@example.org").await;
+    let chat_id = server.start_chat(&ada.token, "bo@example.org").await;
 
     // Stream every message with many in flight; kill the server once some are acknowledged.
     let mut socket = connect(&server, &ada.token).await;
     assert!(matches!(next_frame(&mut socket).await, Some(ServerFrame::Hello { .. })));
     for n in 0..MESSAGES {
-        let frame = ClientFrame::Send { chat_id: chat.id, client_id: client_id(n), body: format!("message {n}") };
+        let frame = ClientFrame::Send { chat_id, client_id: client_id(n), body: format!("message {n}") };
         socket.feed(WsMessage::Text(serde_json::to_string(&frame).unwrap().into())).await.unwrap();
     }
     socket.flush().await.unwrap();
@@ -114,7 +100,7 @@ async fn acked_messages_survive_a_kill_9(extra_env: &[(&str, &str)]) {
     let mut socket = connect(&server, &ada.token).await;
     assert!(matches!(next_frame(&mut socket).await, Some(ServerFrame::Hello { .. })));
     for n in 0..MESSAGES {
-        let frame = ClientFrame::Send { chat_id: chat.id, client_id: client_id(n), body: format!("message {n}") };
+        let frame = ClientFrame::Send { chat_id, client_id: client_id(n), body: format!("message {n}") };
         socket.send(WsMessage::Text(serde_json::to_string(&frame).unwrap().into())).await.unwrap();
     }
     let mut acked_after: HashMap<String, i64> = HashMap::new();
@@ -138,7 +124,7 @@ async fn acked_messages_survive_a_kill_9(extra_env: &[(&str, &str)]) {
     loop {
         let query = before.map_or(String::from("limit=100"), |b| format!("limit=100&before={b}"));
         let page: MessagePage =
-            get_json(&server, &format!("/api/v1/chats/{}/messages?{query}", chat.id), &bo.token).await;
+            get_json(&server, &format!("/api/v1/chats/{chat_id}/messages?{query}"), &bo.token).await;
         seqs.extend(page.messages.iter().map(|m| (m.seq, m.client_id.clone())));
         before = page.messages.last().map(|m| m.seq);
         if !page.more {

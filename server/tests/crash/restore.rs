@@ -56,7 +56,7 @@ async fn after_a_restore_cursors_of_before_are_refused() {
     let mut server = ServerProcess::start(&[("PARLEY_SIGNUP", "open")]).await;
     let ada = open_signup(&server, "ada").await;
     let bo = open_signup(&server, "bo").await;
-    let chat_id = super::start_chat(&server, &bo.token, "ada@example.org").await.id;
+    let chat_id = server.start_chat(&bo.token, "ada@example.org").await;
     say(&server, &bo.token, chat_id, 0..2).await;
     let backup = server.back_up_database().await;
     say(&server, &bo.token, chat_id, 2..5).await;

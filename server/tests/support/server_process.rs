@@ -121,6 +121,21 @@ impl ServerProcess {
         stdout
     }
 
+    /// Starts (or finds) the chat of the holder of `token` with the owner of `email`; returns its id.
+    #[allow(dead_code)]
+    pub async fn start_chat(&self, token: &str, email: &str) -> i64 {
+        let response = reqwest::Client::new()
+            .post(format!("{}/api/v1/chats", self.url()))
+            .bearer_auth(token)
+            .json(&serde_json::json!({"email": email}))
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "start a chat with {email}: {}", response.status());
+        let chat: serde_json::Value = response.json().await.unwrap();
+        chat["id"].as_i64().expect("a chat id")
+    }
+
     /// Starts the server again after [`ServerProcess::kill`].
     #[allow(dead_code)]
     pub async fn start_again(&mut self) {
