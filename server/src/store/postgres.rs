@@ -96,32 +96,39 @@ impl_store!(PgStore, Postgres, "postgres", streams = "user_streams");
 /// that writes must be: Postgres runs a data-modifying CTE to completion whether or not anything
 /// reads it, so an unguarded one still writes when the batch is refused (the members' counters
 /// did, leaving holes in their streams).
+///
+/// The counters (chats' `last_seq`, members' `last_event_pos`) are found with `id = ANY(array)`
+/// and each row's increment with `array_position`, not by joining `UNNEST` of the arrays: the
+/// generic plan sizes an array at ten elements, and on small tables it joined them by hashing a
+/// sequential scan, whose set-up was most of a one-message batch's cost. As probes of the primary
+/// keys, a one-message batch costs the database a fifth less CPU and batches of 72 or 330 no more
+/// (`batch_cost`, docs/BENCHMARKS.md).
 macro_rules! write_batch_ctes {
     () => {
         "WITH guard AS MATERIALIZED (
                  SELECT $17::int8 IS NULL OR $17::int8 = (SELECT value FROM membership_epoch WHERE id = 1) AS ok),
              chats_locked AS MATERIALIZED (
-                 SELECT c.id FROM chats c JOIN UNNEST($1::int8[]) AS k (id) ON c.id = k.id
-                 WHERE (SELECT ok FROM guard)
+                 SELECT c.id FROM chats c
+                 WHERE c.id = ANY($1::int8[]) AND (SELECT ok FROM guard)
                  ORDER BY c.id FOR UPDATE OF c),
              chat_seqs AS (
-                 UPDATE chats t SET last_seq = t.last_seq + k.n, last_activity_at = $3
-                 FROM UNNEST($1::int8[], $2::int8[]) AS k (id, n), chats_locked l
-                 WHERE t.id = k.id AND l.id = k.id
-                 RETURNING t.id, t.last_seq - k.n AS seq_before),
+                 UPDATE chats t
+                 SET last_seq = t.last_seq + ($2::int8[])[array_position($1::int8[], t.id)], last_activity_at = $3
+                 WHERE t.id = ANY($1::int8[]) AND (SELECT count(*) FROM chats_locked) > 0
+                 RETURNING t.id, t.last_seq - ($2::int8[])[array_position($1::int8[], t.id)] AS seq_before),
              chat_base AS MATERIALIZED (
                  SELECT CASE WHEN count(*) = cardinality($1::int8[])
                              THEN array_agg(seq_before ORDER BY id) END AS seq_before
                  FROM chat_seqs),
              users_locked AS MATERIALIZED (
-                 SELECT u.id FROM user_streams u JOIN UNNEST($4::int8[]) AS k (id) ON u.id = k.id
-                 WHERE (SELECT ok FROM guard) AND (SELECT count(*) FROM chats_locked) >= 0
+                 SELECT u.id FROM user_streams u
+                 WHERE u.id = ANY($4::int8[]) AND (SELECT ok FROM guard) AND (SELECT count(*) FROM chats_locked) >= 0
                  ORDER BY u.id FOR UPDATE OF u),
              user_positions AS (
-                 UPDATE user_streams t SET last_event_pos = t.last_event_pos + k.n
-                 FROM UNNEST($4::int8[], $5::int8[]) AS k (id, n), users_locked l
-                 WHERE t.id = k.id AND l.id = k.id
-                 RETURNING t.id, t.last_event_pos - k.n AS pos_before),
+                 UPDATE user_streams t
+                 SET last_event_pos = t.last_event_pos + ($5::int8[])[array_position($4::int8[], t.id)]
+                 WHERE t.id = ANY($4::int8[]) AND (SELECT count(*) FROM users_locked) > 0
+                 RETURNING t.id, t.last_event_pos - ($5::int8[])[array_position($4::int8[], t.id)] AS pos_before),
              user_base AS MATERIALIZED (
                  SELECT CASE WHEN count(*) = cardinality($4::int8[])
                              THEN array_agg(pos_before ORDER BY id) END AS pos_before
