@@ -145,8 +145,13 @@ impl Cache {
                 CacheOp::DropOutbox(client_id) => {
                     sqlx::query("DELETE FROM outbox WHERE client_id = ?").bind(client_id).execute(&mut *tx).await?;
                 }
-                CacheOp::ForgetMessages => {
+                CacheOp::ForgetHistory => {
                     sqlx::query("DELETE FROM messages").execute(&mut *tx).await?;
+                    // Reads made here and not yet confirmed go too: they count in a history the
+                    // server no longer has, and sent now they would mark read what came since.
+                    sqlx::query("UPDATE chats SET read_up_to = 0, read_confirmed = 0, friend_read_up_to = 0")
+                        .execute(&mut *tx)
+                        .await?;
                 }
             }
         }

@@ -41,10 +41,12 @@ pub enum CacheOp {
     },
     SetCursor(String),
     DropOutbox(String),
-    /// Every cached message goes: the stream is replayed from its beginning, and what the cache
-    /// holds may no longer be the server's (a database restored from a backup numbers messages
-    /// anew, and a replayed message never replaces a cached one).
-    ForgetMessages,
+    /// Every cached message goes, and every chat's read markers go back to nothing: the stream
+    /// is replayed from its beginning, and what the cache holds may no longer be the server's (a
+    /// database restored from a backup numbers messages anew, a replayed message never replaces
+    /// a cached one, and markers only ever move forward). The chats stay, and with them the
+    /// outbox: messages written here and not yet sent are still to be sent.
+    ForgetHistory,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,7 +165,7 @@ impl Planner {
                 tracing::warn!(cursor = ?self.cursor, %message, "the server refused the cache's cursor; replaying");
                 self.cursor = None;
                 self.rebuilding = true;
-                ops.push(Op::Cache(CacheOp::ForgetMessages));
+                ops.push(Op::Cache(CacheOp::ForgetHistory));
                 ops.push(Op::Transmit(ClientFrame::Sync { since: None }));
             }
             ServerFrame::Error { code, message, client_id: None } => {
@@ -370,7 +372,7 @@ mod tests {
         };
         let ops = planner.on_frame(refused.clone());
         assert_eq!(transmitted(&ops), vec![ClientFrame::Sync { since: None }]);
-        assert_eq!(ops.first(), Some(&Op::Cache(CacheOp::ForgetMessages)), "before the replay");
+        assert_eq!(ops.first(), Some(&Op::Cache(CacheOp::ForgetHistory)), "before the replay");
         assert_eq!(planner.cursor(), None);
         assert!(!planner.is_live());
 

@@ -204,8 +204,9 @@ async fn a_cursor_the_server_refuses_is_dropped_and_the_stream_replayed() {
 }
 
 /// The server's database went back to an older backup: the cache holds a message the server no
-/// longer has, and a cursor past the end of Ada's stream there. The server refuses the cursor; the
-/// cache forgets its messages, is rebuilt from the stream, and the UI is handed the new list.
+/// longer has, read markers past it, and a cursor past the end of Ada's stream there. The server
+/// refuses the cursor; the cache forgets its messages and read markers, is rebuilt from the
+/// stream, and the UI is handed the new list.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cache_ahead_of_a_restored_server_is_rebuilt_from_its_stream() {
     let AdaOnline { server, rest, ada_web, bo, chat_id, data_dir, client } =
@@ -220,10 +221,13 @@ async fn a_cache_ahead_of_a_restored_server_is_rebuilt_from_its_stream() {
         created_at: "2026-11-27T00:00:00Z".into(),
     };
     let ahead = "1000000".to_string();
+    // Before the restore, Ada had read the lost message here and Bo had read up to it too.
     client
         .cache()
         .apply(&[
             parley_client::planner::CacheOp::PutMessage(lost),
+            parley_client::planner::CacheOp::OwnRead { chat_id, up_to: 3 },
+            parley_client::planner::CacheOp::FriendRead { chat_id, up_to: 3 },
             parley_client::planner::CacheOp::SetCursor(ahead.clone()),
         ])
         .await
@@ -239,7 +243,10 @@ async fn a_cache_ahead_of_a_restored_server_is_rebuilt_from_its_stream() {
         client.connection() == ConnectionState::Online && client.cache().cursor().await.unwrap() != Some(ahead.clone())
     })
     .await;
+    // The read markers too are the restored server's: the third message, new since the restore,
+    // is unread, not taken for the lost one Ada had read.
     assert_converged(&client, &rest, &ada_web).await;
+    assert_eq!(client.unread_total().await.unwrap(), 5);
     let cached = client.cache().all_messages(chat_id).await.unwrap();
     assert_eq!(cached[2].body, "after the restore 1", "the server's third message, not the lost one");
     let resynced = loop {
