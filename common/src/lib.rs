@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod chat;
+pub mod client_id;
 pub mod desktop;
 pub mod error;
 pub mod ws;

@@ -12,7 +12,8 @@ use crate::{Chat, Message, User};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientFrame {
-    /// Send a message; `client_id` (a UUID) makes resending safe.
+    /// Send a message; `client_id` (a UUID of any version; Parley's clients make version 7, see
+    /// [`crate::client_id::time_ordered`]) makes resending safe.
     Send {
         chat_id: i64,
         client_id: String,

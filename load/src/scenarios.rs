@@ -42,9 +42,16 @@ fn need(accounts: &[Account], n: usize) -> Result<()> {
 /// Sleeping until this much before, it writes each within about half a tick of when it is due.
 const TIMER_LEAD: Duration = Duration::from_micros(500);
 
+/// A `client_id` as Parley's clients make them (`parley_common::client_id`): time-ordered, of
+/// version 7. Unique per run without a random source: the run's salt and a counter stand for the
+/// random part, in the bytes `time_ordered` keeps whole.
 fn new_client_id(n: usize, salt: u64) -> String {
-    // Unique per run without a random source: the run's start time and a counter.
-    format!("{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}", salt as u32, (salt >> 32) as u16, n >> 12 & 0xfff, n & 0xfff, n)
+    let mut random = [0u8; 10];
+    random[3..6].copy_from_slice(&salt.to_be_bytes()[5..]);
+    random[6..].copy_from_slice(&(n as u32).to_be_bytes());
+    let unix_ms =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    parley_common::client_id::time_ordered(unix_ms, random)
 }
 
 /// The latency the benchmarks aim for at a steady rate (docs/BENCHMARKS.md): slower is "slow".

@@ -209,15 +209,24 @@ pub trait Backend {
 
 pub type SharedBackend = Rc<dyn Backend>;
 
-/// A fresh UUID v4 from the browser's CSPRNG (`getRandomValues` works outside secure contexts too,
-/// unlike `crypto.randomUUID`).
+/// A fresh `client_id`: a UUID of version 7, time-ordered so that the server's index of the
+/// sender's ids grows at its end (`parley_common::client_id`), its random part from the
+/// browser's CSPRNG (`getRandomValues` works outside secure contexts too, unlike
+/// `crypto.randomUUID`).
 pub fn new_client_id() -> String {
-    let mut bytes = [0u8; 16];
-    fill_random(&mut bytes);
-    bytes[6] = (bytes[6] & 0x0f) | 0x40;
-    bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+    let mut random = [0u8; 10];
+    fill_random(&mut random);
+    parley_common::client_id::time_ordered(unix_ms(), random)
+}
+
+#[cfg(target_arch = "wasm32")]
+fn unix_ms() -> u64 {
+    js_sys::Date::now() as u64
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 #[cfg(target_arch = "wasm32")]
@@ -226,17 +235,29 @@ fn fill_random(bytes: &mut [u8]) {
     crypto.get_random_values_with_u8_array(bytes).expect("getRandomValues");
 }
 
-/// Outside a browser (native unit tests) ids only need to differ.
+/// Outside a browser (native unit tests) ids only need to differ: a counter, in the last bytes,
+/// which `time_ordered` keeps whole.
 #[cfg(not(target_arch = "wasm32"))]
 fn fill_random(bytes: &mut [u8]) {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(1);
-    bytes[..8].copy_from_slice(&COUNTER.fetch_add(1, Ordering::Relaxed).to_le_bytes());
+    let at = bytes.len() - 8;
+    bytes[at..].copy_from_slice(&COUNTER.fetch_add(1, Ordering::Relaxed).to_be_bytes());
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_ids_are_of_version_7_and_differ_within_a_millisecond() {
+        let ids: Vec<String> = (0..300).map(|_| new_client_id()).collect();
+        for id in &ids {
+            assert_eq!((id.len(), &id[14..15]), (36, "7"), "{id}");
+        }
+        let distinct: std::collections::HashSet<&String> = ids.iter().collect();
+        assert_eq!(distinct.len(), ids.len());
+    }
 
     #[test]
     fn a_refused_certificate_reaches_the_banner_with_its_code() {
