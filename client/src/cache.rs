@@ -300,6 +300,35 @@ impl Cache {
         Ok(CaughtUpView { outbox: self.outbox().await?, committed, unconfirmed_reads })
     }
 
+    /// Removes the chats not in `keep` (the server's list after its database was restored: chats
+    /// started after the backup are gone there), with their messages and what waits in the
+    /// outbox for them, which can no longer be delivered; returns those outbox items.
+    pub async fn forget_chats_except(&self, keep: &[i64]) -> CacheResult<Vec<OutboxItem>> {
+        let mut tx = self.pool.begin().await?;
+        let gone: Vec<i64> = sqlx::query_scalar::<_, i64>("SELECT id FROM chats")
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .filter(|id| !keep.contains(id))
+            .collect();
+        let mut dropped = Vec::new();
+        for chat_id in gone {
+            let rows = sqlx::query("SELECT client_id, body FROM outbox WHERE chat_id = ? ORDER BY position")
+                .bind(chat_id)
+                .fetch_all(&mut *tx)
+                .await?;
+            dropped.extend(rows.iter().map(|r| OutboxItem {
+                client_id: r.get("client_id"),
+                chat_id,
+                body: r.get("body"),
+            }));
+            // Its messages and outbox rows go with it (ON DELETE CASCADE).
+            sqlx::query("DELETE FROM chats WHERE id = ?").bind(chat_id).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(dropped)
+    }
+
     /// The person read the chat up to `up_to` here; the server hears of it when it can.
     pub async fn mark_read(&self, chat_id: i64, up_to: i64) -> CacheResult<()> {
         sqlx::query("UPDATE chats SET read_up_to = MAX(read_up_to, ?) WHERE id = ?")

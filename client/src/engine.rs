@@ -280,6 +280,7 @@ impl<'a> Connection<'a> {
                         retry_outbox.get_or_insert_with(|| Box::pin(tokio::time::sleep(RETRY_OUTBOX_AFTER)));
                     }
                     Op::Resynced => {
+                        self.forget_chats_the_server_lost().await?;
                         let chats = self.shared.cache.chats().await?;
                         self.shared.emit(DesktopEvent::Resynced { chats });
                     }
@@ -303,6 +304,30 @@ impl<'a> Connection<'a> {
             }
             other => Ok(other?),
         }
+    }
+
+    /// After a replay from scratch (the server's database was restored from a backup), the chats
+    /// the server no longer lists go from the cache: no event removes them, and a message written
+    /// to one could never be delivered. What waited in the outbox for them is reported failed.
+    /// If the list cannot be read now, they stay until the next replay.
+    async fn forget_chats_the_server_lost(&self) -> Result<(), ClientError> {
+        let list = match self.api.chats(self.token).await {
+            Ok(list) => list,
+            Err(err) => {
+                tracing::info!(error = %err, "could not read the chat list to drop chats the server lost");
+                return Ok(());
+            }
+        };
+        let keep: Vec<i64> = list.chats.iter().map(|chat| chat.id).collect();
+        for item in self.shared.cache.forget_chats_except(&keep).await? {
+            tracing::warn!(chat_id = item.chat_id, client_id = %item.client_id, "a chat the server lost took an unsent message with it");
+            self.shared.emit(DesktopEvent::SendFailed {
+                client_id: item.client_id,
+                code: "chat_not_found".into(),
+                message: "this chat is no longer on the server (it was restored from a backup)".into(),
+            });
+        }
+        Ok(())
     }
 
     /// Presence and names change without events: after a (re)connection the list is read again.

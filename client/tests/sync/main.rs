@@ -204,9 +204,10 @@ async fn a_cursor_the_server_refuses_is_dropped_and_the_stream_replayed() {
 }
 
 /// The server's database went back to an older backup: the cache holds a message the server no
-/// longer has, read markers past it, and a cursor past the end of Ada's stream there. The server
-/// refuses the cursor; the cache forgets its messages and read markers, is rebuilt from the
-/// stream, and the UI is handed the new list.
+/// longer has, read markers past it, a chat it no longer has (with a message waiting to go out),
+/// and a cursor past the end of Ada's stream there. The server refuses the cursor; the cache
+/// forgets its messages and read markers, is rebuilt from the stream, drops the lost chat (the
+/// UI hears that its message failed), and the UI is handed the new list.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cache_ahead_of_a_restored_server_is_rebuilt_from_its_stream() {
     let AdaOnline { server, rest, ada_web, bo, chat_id, data_dir, client } =
@@ -221,17 +222,41 @@ async fn a_cache_ahead_of_a_restored_server_is_rebuilt_from_its_stream() {
         created_at: "2026-11-27T00:00:00Z".into(),
     };
     let ahead = "1000000".to_string();
-    // Before the restore, Ada had read the lost message here and Bo had read up to it too.
+    // Before the restore, Ada had read the lost message here and Bo had read up to it too; and
+    // she had a chat with Cy, started after the backup, with a message waiting to go out.
+    let lost_chat = parley_common::Chat {
+        id: 1_000_000,
+        friend: parley_common::Friend {
+            id: 1_000_000,
+            email: "cy@example.org".into(),
+            display_name: "Cy".into(),
+            online: false,
+            last_seen: None,
+            deleted: false,
+        },
+        last_message: None,
+        unread_count: 0,
+        read_up_to: 0,
+        friend_read_up_to: 0,
+        blocked: false,
+    };
     client
         .cache()
         .apply(&[
             parley_client::planner::CacheOp::PutMessage(lost),
             parley_client::planner::CacheOp::OwnRead { chat_id, up_to: 3 },
             parley_client::planner::CacheOp::FriendRead { chat_id, up_to: 3 },
+            parley_client::planner::CacheOp::PutChat(lost_chat),
             parley_client::planner::CacheOp::SetCursor(ahead.clone()),
         ])
         .await
         .unwrap();
+    let unsent = parley_client::planner::OutboxItem {
+        client_id: uuid::Uuid::new_v4().to_string(),
+        chat_id: 1_000_000,
+        body: "to a chat the restore lost".into(),
+    };
+    client.cache().add_to_outbox(&unsent).await.unwrap();
     client.shutdown().await;
     drop(client);
     // Written after the restore: the server numbers them from 3 again.
@@ -249,13 +274,21 @@ async fn a_cache_ahead_of_a_restored_server_is_rebuilt_from_its_stream() {
     assert_eq!(client.unread_total().await.unwrap(), 5);
     let cached = client.cache().all_messages(chat_id).await.unwrap();
     assert_eq!(cached[2].body, "after the restore 1", "the server's third message, not the lost one");
+    let mut failed = Vec::new();
     let resynced = loop {
         match events.try_recv() {
             Ok(DesktopEvent::Resynced { chats }) => break chats,
+            Ok(DesktopEvent::SendFailed { client_id, code, .. }) => failed.push((client_id, code)),
             Ok(_) => continue,
             Err(err) => panic!("no resynced event for the UI: {err}"),
         }
     };
+    assert_eq!(
+        failed,
+        [(unsent.client_id.clone(), "chat_not_found".to_string())],
+        "the UI hears of the unsent message"
+    );
+    assert!(resynced.iter().all(|c| c.id != 1_000_000), "the chat the server lost is gone from the list");
     assert_eq!(
         resynced.iter().find(|c| c.id == chat_id).and_then(|c| c.last_message.clone()).unwrap().body,
         "after the restore 3"
