@@ -16,6 +16,9 @@ macro_rules! impl_store {
         use $crate::store::sql::{BatchMember, BatchWrite, ChatRow, CommittedMessage, EventRow, NewEvent};
 
         impl $store {
+            /// The table of users' event counters, for writes outside this macro.
+            const STREAMS: &'static str = $streams;
+
             /// Appends one event to each user's stream: positions come from `bump` (one counter
             /// update that locks the users' counter rows, in ascending id, until commit), so they
             /// become visible in order and concurrent writers cannot deadlock.
@@ -31,7 +34,7 @@ macro_rules! impl_store {
                 let mut sorted = user_ids.to_vec();
                 sorted.sort_unstable();
                 sorted.dedup();
-                let last_pos = Self::bump(tx, $streams, "last_event_pos", None, sorted.iter().map(|&u| (u, 1))).await?;
+                let last_pos = Self::bump(tx, Self::STREAMS, "last_event_pos", None, sorted.iter().map(|&u| (u, 1))).await?;
                 let events: Vec<NewEvent> = sorted
                     .iter()
                     .map(|&user_id| NewEvent {

@@ -152,7 +152,7 @@ impl SqliteStore {
                 .fetch_one(&mut *tx)
                 .await?;
         let counts = w.events_of.iter().map(|(&user, list)| (user, list.len() as i64));
-        let last_pos = Self::bump(&mut tx, "users", "last_event_pos", None, counts).await?;
+        let last_pos = Self::bump(&mut tx, Self::STREAMS, "last_event_pos", None, counts).await?;
         let seq_before: Vec<i64> = w.by_chat.iter().map(|(chat, list)| last_seq[chat] - list.len() as i64).collect();
         let pos_before: Vec<i64> = w.events_of.iter().map(|(user, list)| last_pos[user] - list.len() as i64).collect();
         let ids: Vec<i64> = (last_id + 1..).take(w.by_chat.values().map(Vec::len).sum()).collect();
