@@ -288,22 +288,9 @@ mod tests {
     }
 
     fn chat() -> Chat {
-        Chat {
-            id: 7,
-            friend: Friend {
-                id: FRIEND,
-                email: "f@example.org".into(),
-                display_name: "F".into(),
-                online: false,
-                last_seen: None,
-                deleted: false,
-            },
-            last_message: None,
-            unread_count: 0,
-            read_up_to: 0,
-            friend_read_up_to: 0,
-            blocked: false,
-        }
+        let friend =
+            Friend { id: FRIEND, email: "f@example.org".into(), display_name: "F".into(), ..Default::default() };
+        Chat { id: 7, friend, ..Default::default() }
     }
 
     fn item(client_id: &str) -> OutboxItem {

@@ -20,7 +20,7 @@ pub struct Message {
 }
 
 /// The other member of a 1:1 chat, as the caller may see them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct Friend {
     pub id: i64,
@@ -36,7 +36,8 @@ pub struct Friend {
     pub deleted: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A chat as its caller sees it; the default is one with nothing in it yet.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct Chat {
     pub id: i64,

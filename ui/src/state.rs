@@ -419,22 +419,9 @@ mod tests {
     }
 
     fn chat(id: i64, friend: i64) -> Chat {
-        Chat {
-            id,
-            friend: Friend {
-                id: friend,
-                email: format!("u{friend}@example.org"),
-                display_name: format!("U{friend}"),
-                online: false,
-                last_seen: None,
-                deleted: false,
-            },
-            last_message: None,
-            unread_count: 0,
-            read_up_to: 0,
-            friend_read_up_to: 0,
-            blocked: false,
-        }
+        let email = format!("u{friend}@example.org");
+        let friend = Friend { id: friend, email, display_name: format!("U{friend}"), ..Default::default() };
+        Chat { id, friend, ..Default::default() }
     }
 
     fn message(chat_id: i64, seq: i64, sender_id: i64) -> Message {
