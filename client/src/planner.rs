@@ -45,7 +45,8 @@ pub enum CacheOp {
     /// is replayed from its beginning, and what the cache holds may no longer be the server's (a
     /// database restored from a backup numbers messages anew, a replayed message never replaces
     /// a cached one, and markers only ever move forward). The chats stay, and with them the
-    /// outbox: messages written here and not yet sent are still to be sent.
+    /// outbox: messages written here and not yet sent are still to be sent (once the replay is
+    /// done, the engine drops the chats the server no longer lists).
     ForgetHistory,
 }
 
