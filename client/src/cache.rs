@@ -266,12 +266,8 @@ impl Cache {
     }
 
     pub async fn outbox(&self) -> CacheResult<Vec<OutboxItem>> {
-        let rows =
-            sqlx::query("SELECT client_id, chat_id, body FROM outbox ORDER BY position").fetch_all(&self.pool).await?;
-        Ok(rows
-            .iter()
-            .map(|r| OutboxItem { client_id: r.get("client_id"), chat_id: r.get("chat_id"), body: r.get("body") })
-            .collect())
+        let mut conn = self.pool.acquire().await?;
+        outbox_items(&mut conn).await
     }
 
     /// What the end of a catch-up needs: the outbox, which of it the server already has, and the
@@ -311,17 +307,9 @@ impl Cache {
             .into_iter()
             .filter(|id| !keep.contains(id))
             .collect();
-        let mut dropped = Vec::new();
+        let dropped: Vec<OutboxItem> =
+            outbox_items(&mut tx).await?.into_iter().filter(|item| gone.contains(&item.chat_id)).collect();
         for chat_id in gone {
-            let rows = sqlx::query("SELECT client_id, body FROM outbox WHERE chat_id = ? ORDER BY position")
-                .bind(chat_id)
-                .fetch_all(&mut *tx)
-                .await?;
-            dropped.extend(rows.iter().map(|r| OutboxItem {
-                client_id: r.get("client_id"),
-                chat_id,
-                body: r.get("body"),
-            }));
             // Its messages and outbox rows go with it (ON DELETE CASCADE).
             sqlx::query("DELETE FROM chats WHERE id = ?").bind(chat_id).execute(&mut *tx).await?;
         }
@@ -412,6 +400,15 @@ async fn put_message(tx: &mut sqlx::SqliteConnection, message: &Message) -> Cach
     .execute(&mut *tx)
     .await?;
     Ok(())
+}
+
+/// What waits in the outbox, in the order it was written.
+async fn outbox_items(conn: &mut sqlx::SqliteConnection) -> CacheResult<Vec<OutboxItem>> {
+    let rows = sqlx::query("SELECT client_id, chat_id, body FROM outbox ORDER BY position").fetch_all(conn).await?;
+    Ok(rows
+        .iter()
+        .map(|r| OutboxItem { client_id: r.get("client_id"), chat_id: r.get("chat_id"), body: r.get("body") })
+        .collect())
 }
 
 fn message_of(row: &sqlx::sqlite::SqliteRow) -> Message {
