@@ -403,25 +403,34 @@ pub async fn delete_account(state: &AppState, session: &crate::state::Session, p
     if !crypto::verify_password(password.to_string(), Some(user.password_hash)).await {
         return Err(ApiError::InvalidCredentials);
     }
-    let deleted = state.store.delete_account(user.id, now_millis()).await.map_err(|err| match err {
-        // Deleted meanwhile by another of its sessions.
-        StoreError::NotFound => ApiError::Unauthorized,
-        other => other.into(),
-    })?;
+    let writing = state.clone();
+    let user_id = user.id;
+    let deleted = crate::chats::detached(async move {
+        let state = writing;
+        let deleted = state.store.delete_account(user_id, now_millis()).await.map_err(|err| match err {
+            // Deleted meanwhile by another of its sessions.
+            StoreError::NotFound => ApiError::Unauthorized,
+            other => other.into(),
+        })?;
+        for (chat_id, crate::store::EventPos { user_id: friend, pos }) in &deleted.announced {
+            let mut deliveries = Vec::new();
+            match state.store.chat_for_user(*chat_id, *friend).await {
+                Ok(Some(chat)) => {
+                    let chat = crate::chats::chat_views(&state, vec![chat]).await.pop().expect("one in, one out");
+                    let event = parley_common::Event::ChatCreated { cursor: state.cursors.string(*pos), chat };
+                    deliveries.push((*friend, event, None));
+                }
+                // The event is stored: the friend's devices get it on their next sync.
+                Ok(None) => {}
+                Err(err) => tracing::warn!(error = %err, "telling a friend of a deleted account"),
+            }
+            crate::chats::publish_at(&state, *pos, deliveries);
+        }
+        Ok(deleted)
+    })
+    .await?;
     for session_id in &deleted.sessions {
         state.relay.end_session(*session_id);
-    }
-    for (chat_id, crate::store::EventPos { user_id: friend, pos }) in deleted.announced {
-        match state.store.chat_for_user(chat_id, friend).await {
-            Ok(Some(chat)) => {
-                let chat = crate::chats::chat_views(state, vec![chat]).await.pop().expect("one in, one out");
-                let event = parley_common::Event::ChatCreated { cursor: state.cursors.string(pos), chat };
-                state.relay.deliver(friend, crate::relay::Outbound::event(pos, event, None), None);
-            }
-            // The event is stored: the friend's devices get it on their next sync.
-            Ok(None) => {}
-            Err(err) => tracing::warn!(error = %err, "telling a friend of a deleted account"),
-        }
     }
     tracing::info!(user_id = user.id, sessions_ended = deleted.sessions.len(), "account deleted");
     Ok(())

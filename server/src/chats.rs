@@ -1,5 +1,7 @@
 //! Chat flows as plain functions over the app state, shared by the REST routes and the WebSocket:
 //! starting chats, listing them, history, sending, read markers, sync, presence.
+use std::sync::Arc;
+
 use parley_common::{Chat, ChatList, Event, Friend, Message, MessagePage, ServerFrame, SyncBatch};
 use tokio::sync::OwnedSemaphorePermit;
 
@@ -9,9 +11,29 @@ use crate::{
     error::{ApiError, ApiResult},
     ratelimit::{take_all, Bucket},
     relay::{ConnId, Outbound},
+    sequencer::{Delivery, Positioned},
     state::AppState,
     store::{ChatSummary, EventKind, EventPos, EventRecord, MessageRecord, NewMessage, ReadOutcome, SendOutcome},
 };
+
+/// Runs a write and what publishes its positions on a task of their own: a request's future is
+/// dropped when its client goes away, and a position committed but never published would hold
+/// every later one on this node until the sequencer gives up on it.
+pub async fn detached<T: Send + 'static>(
+    write: impl std::future::Future<Output = ApiResult<T>> + Send + 'static,
+) -> ApiResult<T> {
+    tokio::spawn(write).await.map_err(|err| ApiError::Internal(format!("a write's task failed: {err}")))?
+}
+
+/// Publishes one position with its events, `(user, event, origin)`: every position a write took
+/// must be published, even with none.
+pub fn publish_at(state: &AppState, pos: i64, deliveries: Vec<(i64, Event, Option<ConnId>)>) {
+    let deliveries = deliveries
+        .into_iter()
+        .map(|(user_id, event, origin)| Delivery { user_id, event: Arc::new(event), origin })
+        .collect();
+    state.relay.publish(vec![Positioned { pos, deliveries }]);
+}
 
 /// Largest page of history or sync events one request returns.
 pub const MAX_PAGE: i64 = 100;
@@ -126,14 +148,33 @@ pub async fn start_chat(state: &AppState, user_id: i64, email: &str) -> ApiResul
     if friend.id == user_id {
         return Err(ApiError::invalid("cannot_chat_with_self", "you cannot start a chat with yourself"));
     }
-    let created = state.store.create_chat(user_id, friend.id, now_millis()).await?;
-    for EventPos { user_id: member, pos } in &created.events {
-        if let Some(chat) = state.store.chat_for_user(created.chat_id, *member).await? {
-            let event =
-                Event::ChatCreated { cursor: state.cursors.string(*pos), chat: one_chat_view(state, chat).await };
-            state.relay.deliver(*member, Outbound::event(*pos, event, None), None);
+    let friend_id = friend.id;
+    let writing = state.clone();
+    let created = detached(async move {
+        let state = writing;
+        let created = state.store.create_chat(user_id, friend_id, now_millis()).await?;
+        if let Some(pos) = created.events.first().map(|e| e.pos) {
+            let mut deliveries = Vec::new();
+            for EventPos { user_id: member, .. } in &created.events {
+                match state.store.chat_for_user(created.chat_id, *member).await {
+                    Ok(Some(chat)) => {
+                        let chat = one_chat_view(&state, chat).await;
+                        deliveries.push((
+                            *member,
+                            Event::ChatCreated { cursor: state.cursors.string(pos), chat },
+                            None,
+                        ));
+                    }
+                    Ok(None) => {}
+                    // Stored all the same: the member's devices find it through the store.
+                    Err(err) => tracing::warn!(error = %err, "rendering a new chat for a member"),
+                }
+            }
+            publish_at(&state, pos, deliveries);
         }
-    }
+        Ok(created)
+    })
+    .await?;
     if created.events.is_empty() {
         // Asking again may follow a node that died after the commit, before telling the friend.
         state.relay.catch_up(friend.id);
@@ -148,7 +189,7 @@ pub async fn start_chat(state: &AppState, user_id: i64, email: &str) -> ApiResul
 
 pub async fn list_chats(state: &AppState, user_id: i64) -> ApiResult<ChatList> {
     // The cursor first: the list is at least as new as it, so going live from it leaves no gap.
-    let cursor = state.store.cursor(user_id).await?;
+    let cursor = state.store.clock().await?;
     let chats = state.store.chats_for_user(user_id).await?;
     Ok(ChatList { chats: chat_views(state, chats).await, cursor: state.cursors.string(cursor) })
 }
@@ -164,7 +205,7 @@ pub async fn history(
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(ApiError::invalid("invalid_limit", format!("limit must be between 1 and {MAX_PAGE}")));
     }
-    let cursor = state.store.cursor(user_id).await?;
+    let cursor = state.store.clock().await?;
     if !state.store.member_ids(chat_id).await?.contains(&user_id) {
         return Err(ApiError::ChatNotFound);
     }
@@ -185,20 +226,18 @@ pub async fn sync(state: &AppState, user_id: i64, since: i64, limit: Option<i64>
         return Err(ApiError::invalid("invalid_limit", format!("limit must be between 1 and {MAX_PAGE}")));
     }
     ::metrics::counter!(crate::metrics::SYNC_BATCHES).increment(1);
-    let mut records = state.store.events_since(user_id, since, limit + 1).await?;
-    if records.is_empty() && since > 0 && since > state.store.cursor(user_id).await? {
-        // A cursor past the end of the stream was given out before the database went back in
-        // time (restored from a backup). The positions after the restored end are handed out
-        // again to new events, and a client resuming from its cursor would skip those up to it.
-        // Told now, it starts again from a snapshot; once the stream has grown past its cursor,
-        // nothing here can tell any more.
+    let page = state.store.events_since(user_id, since, limit).await?;
+    if since > page.clock {
+        // A cursor past the clock was given out before the database went back in time (restored
+        // from a backup). The positions after the restored end are handed out again to new
+        // events, and a client resuming from its cursor would skip those up to it. Told now, it
+        // starts again from a snapshot; once the clock has passed its cursor again, nothing here
+        // can tell any more (which is what the history epoch is for).
         return Err(cursor_refused("the cursor is ahead of this server's history (was its database restored?)"));
     }
-    let more = records.len() as i64 > limit;
-    records.truncate(limit as usize);
-    let next = records.last().map_or(since, |r| r.pos);
-    let mut events = Vec::with_capacity(records.len());
-    for record in records {
+    let (next, more) = (page.next, page.more);
+    let mut events = Vec::with_capacity(page.events.len());
+    for record in page.events {
         events.push(render_event(state, user_id, record).await?);
     }
     Ok(SyncBatch { events, next: state.cursors.string(next), more })
@@ -308,10 +347,15 @@ fn after_send(
                     }
                 });
             }
-            for EventPos { user_id: member, pos } in events {
-                let event = Event::Message { cursor: state.cursors.string(pos), message: view.clone() };
-                state.relay.deliver(member, Outbound::event(pos, event, Some(origin)), None);
-            }
+            let pos = message.id;
+            let cursor = state.cursors.string(pos);
+            let deliveries = events
+                .into_iter()
+                .map(|EventPos { user_id: member, .. }| {
+                    (member, Event::Message { cursor: cursor.clone(), message: view.clone() }, Some(origin))
+                })
+                .collect();
+            publish_at(state, pos, deliveries);
             Ok(())
         }
         SendOutcome::Duplicate { message, cursor } => {
@@ -319,7 +363,7 @@ fn after_send(
             // Only the sending connection hears of it again: an ack, nothing new for anyone else.
             let chat_id = message.chat_id;
             let event = Event::Message { cursor: state.cursors.string(cursor), message: message_view(&message) };
-            state.relay.deliver_to(user_id, origin, Outbound::event(cursor, event, Some(origin)));
+            state.relay.deliver_to(user_id, origin, Outbound::Duplicate { pos: cursor, event: Arc::new(event) });
             // A resend usually means the first answer was lost, maybe with the node that committed
             // it before it could tell anyone: the members' connections check the store. Those that
             // had it learn nothing new; the protocol's "nobody else hears of it again" holds. The
@@ -350,14 +394,25 @@ fn after_send(
 
 /// Moves the user's read marker and tells every connection of both members.
 pub async fn mark_read(state: &AppState, user_id: i64, chat_id: i64, up_to: i64) -> ApiResult<()> {
-    match state.store.mark_read(chat_id, user_id, up_to, now_millis()).await? {
-        ReadOutcome::Updated { up_to, events } => {
-            for EventPos { user_id: member, pos } in events {
-                let event = Event::Read { cursor: state.cursors.string(pos), chat_id, user_id, up_to };
-                state.relay.deliver(member, Outbound::event(pos, event, None), None);
+    let writing = state.clone();
+    let outcome = detached(async move {
+        let state = writing;
+        let outcome = state.store.mark_read(chat_id, user_id, up_to, now_millis()).await?;
+        if let ReadOutcome::Updated { up_to, events } = &outcome {
+            if let Some(pos) = events.first().map(|e| e.pos) {
+                let cursor = state.cursors.string(pos);
+                let deliveries = events
+                    .iter()
+                    .map(|e| (e.user_id, Event::Read { cursor: cursor.clone(), chat_id, user_id, up_to: *up_to }, None))
+                    .collect();
+                publish_at(&state, pos, deliveries);
             }
-            Ok(())
         }
+        Ok(outcome)
+    })
+    .await?;
+    match outcome {
+        ReadOutcome::Updated { .. } => Ok(()),
         ReadOutcome::Unchanged => Ok(()),
         ReadOutcome::NotMember => Err(ApiError::ChatNotFound),
     }

@@ -21,6 +21,7 @@ pub mod privacy;
 pub mod ratelimit;
 pub mod relay;
 pub mod routes;
+pub mod sequencer;
 pub mod state;
 pub mod store;
 pub mod writer;
@@ -87,13 +88,14 @@ impl Server {
         tracing::info!(database = store.backend(), mail = %mailer.describe(), signup = ?config.signup, "server ready");
         let writers = config.commit_writers.clamp(1, store.max_writers());
         let writer = writer::GroupCommit::start(store.clone(), config.max_commit_batch, writers);
+        let clock = store.clock().await?;
         let (limiter, relay, notices): (Arc<dyn ratelimit::RateLimiter>, Arc<dyn relay::Relay>, _) =
             match &config.redis_url {
-                None => (ratelimit::LocalRateLimiter::new(&config.rate_limits), relay::LocalRelay::new(), None),
+                None => (ratelimit::LocalRateLimiter::new(&config.rate_limits), relay::LocalRelay::new(clock), None),
                 Some(url) => {
                     let redis = cluster::Redis::open(&url.0, &config.redis_prefix)?;
                     let ttl = Duration::from_secs(config.presence_ttl_secs);
-                    let (relay, notices) = cluster::RedisRelay::start(redis.clone(), ttl);
+                    let (relay, notices) = cluster::RedisRelay::start(redis.clone(), ttl, clock);
                     (cluster::RedisRateLimiter::new(redis, &config.rate_limits), relay, Some(notices))
                 }
             };
@@ -111,6 +113,7 @@ impl Server {
         if let Some(notices) = notices {
             tokio::spawn(cluster_notices(state.clone(), notices));
         }
+        tokio::spawn(watch_positions(Arc::downgrade(&state.relay), state.store.clone()));
         Ok(Self { state })
     }
 
@@ -166,7 +169,6 @@ async fn cluster_notices(state: AppState, mut notices: tokio::sync::mpsc::Unboun
                 }
             }
             cluster::Notice::RecheckSessions(ids) => recheck_sessions(&state, &ids).await,
-            cluster::Notice::Sweep(positions) => sweep(&state, &positions).await,
         };
         if let Err(err) = outcome {
             tracing::warn!(error = %err, "acting on a cluster notice");
@@ -187,29 +189,29 @@ async fn recheck_sessions(state: &AppState, ids: &[i64]) -> error::ApiResult<()>
     Ok(())
 }
 
-/// Has every connection that was sent less than its user's stream holds catch up from the store:
-/// events a node committed and never published (it died first) reach them this way, within one
-/// sweep period, even when nothing else happens in their stream.
-async fn sweep(state: &AppState, positions: &[(i64, relay::ConnId, i64)]) -> error::ApiResult<()> {
-    let mut users: Vec<i64> = positions.iter().map(|(user, _, _)| *user).collect();
-    users.sort_unstable();
-    users.dedup();
-    let mut cursors = std::collections::HashMap::new();
-    for chunk in users.chunks(500) {
-        cursors.extend(state.store.cursors(chunk).await?);
-    }
-    let mut behind = 0usize;
-    for (user, conn, delivered) in positions {
-        if cursors.get(user).is_some_and(|cursor| cursor > delivered) {
-            behind += 1;
-            state.relay.deliver_to(*user, *conn, relay::Outbound::CatchUp);
+/// Keeps the node's sequencer going (`crate::sequencer`): gives up on positions missing for too
+/// long, and reads the store's clock now and then, so that positions committed and never
+/// published (a node that died first) are given up on even when nothing follows them. Ends with
+/// the relay.
+async fn watch_positions(relay: std::sync::Weak<dyn relay::Relay>, store: Arc<dyn store::Store>) {
+    const CHECK_EVERY: Duration = Duration::from_millis(250);
+    const READ_CLOCK_EVERY: u32 = 20;
+    let mut tick = tokio::time::interval(CHECK_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    for n in 0u32.. {
+        tick.tick().await;
+        if n % READ_CLOCK_EVERY == 0 {
+            // Read before looking at the relay: the clock's positions were committed by then.
+            let clock = store.clock().await;
+            let Some(relay) = relay.upgrade() else { return };
+            match clock {
+                Ok(clock) => relay.expect_positions(clock),
+                Err(err) => tracing::debug!(error = %err, "reading the clock"),
+            }
         }
+        let Some(relay) = relay.upgrade() else { return };
+        relay.give_up_overdue_positions();
     }
-    if behind > 0 {
-        // Usually events in flight at the moment of the sweep; more than that after a node died.
-        tracing::debug!(connections = behind, "connections behind the store; catching them up");
-    }
-    Ok(())
 }
 
 /// Periodic clean-up: expired sessions and stale signups out of the database, idle keys out of

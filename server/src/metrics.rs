@@ -28,6 +28,9 @@ pub const BATCH_MEMBERS: &str = "parley_batch_members_total";
 pub const MEMBERS_CHANGED: &str = "parley_members_changed_total";
 /// Events a connection was sent from the store because live delivery had lost them.
 pub const CAUGHT_UP: &str = "parley_events_caught_up_total";
+/// Positions of the clock that never reached this node's sequencer, given up on after its
+/// timeout (connections then caught up from the store).
+pub const POSITIONS_GIVEN_UP: &str = "parley_positions_given_up_total";
 /// Cluster: whether this node's Redis subscription is live (1) or not (0).
 pub const REDIS_UP: &str = "parley_redis_subscribed";
 /// Cluster: Redis operations that failed (timeouts, no connection), by what they were for.

@@ -6,15 +6,23 @@ use std::{
     collections::{HashMap, HashSet, VecDeque},
     future::poll_fn,
     sync::{
-        atomic::{AtomicBool, AtomicI64, AtomicU16, AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicUsize, Ordering},
         Arc, Mutex, MutexGuard,
     },
     task::{Poll, Waker},
+    time::Instant,
 };
 
 use async_trait::async_trait;
 use parley_common::{Event, ServerFrame};
 use tokio::sync::Notify;
+
+use crate::sequencer::{Positioned, Released, Sequencer};
+
+/// How long a node's sequencer waits for a missing position before every connection catches up
+/// from the store instead. Positions arrive within milliseconds of their commit; this is for
+/// those that never will (a node that died between its commit and its publish).
+pub const MISSING_POSITION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 pub type ConnId = u64;
 
@@ -23,9 +31,13 @@ pub type ConnId = u64;
 /// Small (a few words), so an idle connection's queue costs little; the payload is shared by all
 /// of a user's connections.
 pub enum Outbound {
-    /// An event at position `pos` of the connection's user's stream. `origin` is the connection
-    /// whose frame caused it: that connection gets an `ack` for its own message instead.
+    /// An event at position `pos` of the clock, in the connection's user's stream. `origin` is
+    /// the connection whose frame caused it: that connection gets an `ack` for its own message
+    /// instead.
     Event { pos: i64, event: Arc<Event>, origin: Option<ConnId> },
+    /// The answer to a resend: the ack of the message stored at `pos` before, for the connection
+    /// that resent it, which must have been sent the user's stream up to `pos` first.
+    Duplicate { pos: i64, event: Arc<Event> },
     /// A frame outside the stream (presence, typing, errors, pongs, sync batches).
     Frame(Arc<ServerFrame>),
     /// Events of the user's stream may have been committed without reaching this connection (a
@@ -33,10 +45,6 @@ pub enum Outbound {
     CatchUp,
 }
 impl Outbound {
-    pub fn event(pos: i64, event: Event, origin: Option<ConnId>) -> Self {
-        Outbound::Event { pos, event: Arc::new(event), origin }
-    }
-
     pub fn frame(frame: ServerFrame) -> Self {
         Outbound::Frame(Arc::new(frame))
     }
@@ -81,9 +89,6 @@ pub struct ConnHandle {
     pub kick: Arc<Kick>,
     /// A `CatchUp` is queued and not yet begun: one is enough, however many are asked for.
     pub catch_up_queued: Arc<AtomicBool>,
-    /// The newest position of the user's stream sent on this connection (kept by its send side),
-    /// so that a cluster node can notice connections that fell behind the store.
-    pub delivered: Arc<AtomicI64>,
 }
 
 /// A connection's queue: bounded, one receiver (the connection's send side), any number of
@@ -241,6 +246,16 @@ pub trait Relay: Send + Sync + 'static {
     async fn register(&self, user_id: i64, conn: ConnHandle) -> bool;
     /// Removes a connection; `true` if it was the user's last anywhere (the user went offline).
     async fn unregister(&self, user_id: i64, conn: ConnId) -> bool;
+    /// Hands the events of newly committed positions to the connections of their users on every
+    /// node, through each node's sequencer (so in position order). Every position a write took
+    /// must be published, with its deliveries or without.
+    fn publish(&self, items: Vec<Positioned>);
+    /// The store's clock was read at `clock`: positions up to it that never arrive are given up on
+    /// after [`MISSING_POSITION_TIMEOUT`].
+    fn expect_positions(&self, clock: i64);
+    /// Gives up on positions missing for longer than [`MISSING_POSITION_TIMEOUT`] (called now and
+    /// then).
+    fn give_up_overdue_positions(&self);
     /// Queues `item` on every connection of the user but `except`. A connection whose queue is
     /// full is kicked: it must reconnect and catch up through `sync`.
     fn deliver(&self, user_id: i64, item: Outbound, except: Option<ConnId>);
@@ -259,15 +274,28 @@ pub trait Relay: Send + Sync + 'static {
     fn connection_count(&self) -> usize;
 }
 
-/// The connections of one process; also the local half of the cluster relay.
-#[derive(Default)]
+/// The connections of one process, with its sequencer; also the local half of the cluster relay.
 pub struct LocalRelay {
     conns: Mutex<HashMap<i64, Vec<ConnHandle>>>,
+    sequencer: Sequencer,
 }
 
 impl LocalRelay {
-    pub fn new() -> Arc<Self> {
-        Arc::new(Self::default())
+    /// A relay of a node starting at the store's `clock`.
+    pub fn new(clock: i64) -> Arc<Self> {
+        Arc::new(Self { conns: Mutex::default(), sequencer: Sequencer::new(clock, MISSING_POSITION_TIMEOUT) })
+    }
+
+    /// What the sequencer lets go of, to the connections here.
+    fn release(&self, released: Released) {
+        match released {
+            Released::CatchUpAll => self.deliver_all(Outbound::CatchUp),
+            Released::At(Positioned { pos, deliveries }) => {
+                for d in deliveries {
+                    self.deliver(d.user_id, Outbound::Event { pos, event: d.event, origin: d.origin }, None);
+                }
+            }
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<i64, Vec<ConnHandle>>> {
@@ -305,15 +333,6 @@ impl LocalRelay {
         f(&mut conns.keys().copied())
     }
 
-    /// `(user, connection, position sent)` of every connection here.
-    pub fn positions(&self) -> Vec<(i64, ConnId, i64)> {
-        let conns = self.lock();
-        conns
-            .iter()
-            .flat_map(|(user, list)| list.iter().map(|c| (*user, c.id, c.delivered.load(Ordering::Relaxed))))
-            .collect()
-    }
-
     /// The sessions of the connections here, each once.
     pub fn session_ids(&self) -> Vec<i64> {
         let mut ids: Vec<i64> = self.lock().values().flatten().map(|c| c.session_id).collect();
@@ -343,6 +362,18 @@ impl Relay for LocalRelay {
 
     async fn unregister(&self, user_id: i64, conn: ConnId) -> bool {
         self.remove(user_id, conn, |last| last)
+    }
+
+    fn publish(&self, items: Vec<Positioned>) {
+        self.sequencer.publish(items, Instant::now(), |released| self.release(released));
+    }
+
+    fn expect_positions(&self, clock: i64) {
+        self.sequencer.expect(clock, Instant::now());
+    }
+
+    fn give_up_overdue_positions(&self) {
+        self.sequencer.give_up_overdue(Instant::now(), |released| self.release(released));
     }
 
     fn deliver(&self, user_id: i64, item: Outbound, except: Option<ConnId>) {
@@ -404,20 +435,13 @@ mod tests {
 
     fn conn(id: ConnId, capacity: usize) -> (ConnHandle, QueueReceiver<Outbound>) {
         let (queue, rx) = super::queue(capacity);
-        let conn = ConnHandle {
-            id,
-            session_id: 1,
-            queue,
-            kick: Arc::default(),
-            catch_up_queued: Arc::default(),
-            delivered: Arc::default(),
-        };
+        let conn = ConnHandle { id, session_id: 1, queue, kick: Arc::default(), catch_up_queued: Arc::default() };
         (conn, rx)
     }
 
     #[tokio::test]
     async fn online_while_any_connection_lives() {
-        let relay = LocalRelay::new();
+        let relay = LocalRelay::new(0);
         let (a, _ra) = conn(1, 4);
         let (b, _rb) = conn(2, 4);
         assert!(relay.register(7, a).await);
@@ -432,7 +456,7 @@ mod tests {
 
     #[tokio::test]
     async fn delivery_skips_the_excepted_connection_and_kicks_a_full_one() {
-        let relay = LocalRelay::new();
+        let relay = LocalRelay::new(0);
         let (a, mut ra) = conn(1, 1);
         let (b, mut rb) = conn(2, 1);
         let kick_b = b.kick.clone();
@@ -448,7 +472,7 @@ mod tests {
 
     #[tokio::test]
     async fn catch_up_requests_coalesce_until_the_connection_begins_one() {
-        let relay = LocalRelay::new();
+        let relay = LocalRelay::new(0);
         let (a, mut ra) = conn(1, 8);
         let flag = a.catch_up_queued.clone();
         relay.register(7, a).await;

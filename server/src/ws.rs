@@ -1,6 +1,6 @@
 //! `GET /api/v1/ws`: one task pair per socket. The receive side turns client frames into calls
-//! of `chats`; the send side writes the connection's queue to the socket, keeping the user's
-//! events in cursor order with no gap (it fills a gap from the store), and pings.
+//! of `chats`; the send side writes the connection's queue to the socket (the user's events come
+//! in position order from the node's sequencer, `crate::sequencer`), and pings.
 use std::{
     collections::HashMap,
     num::NonZeroU32,
@@ -158,7 +158,6 @@ async fn open(state: AppState, session: Session, user: UserRecord, socket: WebSo
     let (queue, queue_rx) = relay::queue(state.config.ws_queue_len);
     let kick = Arc::new(Kick::default());
     let catch_up_queued = Arc::new(AtomicBool::new(false));
-    let delivered = Arc::new(AtomicI64::new(0));
     let user_id = user.id;
     let came_online = state
         .relay
@@ -170,15 +169,15 @@ async fn open(state: AppState, session: Session, user: UserRecord, socket: WebSo
                 queue: queue.clone(),
                 kick: kick.clone(),
                 catch_up_queued: catch_up_queued.clone(),
-                delivered: delivered.clone(),
             },
         )
         .await;
 
     tracing::debug!(user_id, conn = conn_id, came_online, "connection opened");
     ::metrics::gauge!(crate::metrics::CONNECTIONS).increment(1.0);
-    // Registered first, cursor second: whatever commits after this read reaches the queue.
-    let cursor = match state.store.cursor(user_id).await {
+    // Registered first, cursor second: whatever commits after this read reaches the queue (the
+    // sequencer had not handed it on before the registration, since it had not committed).
+    let cursor = match state.store.clock().await {
         Ok(cursor) => cursor,
         Err(err) => {
             tracing::error!(error = %err, "reading the cursor for hello");
@@ -193,16 +192,7 @@ async fn open(state: AppState, session: Session, user: UserRecord, socket: WebSo
         }
     }
     let last_heard = Arc::new(AtomicI64::new(now_millis()));
-    delivered.store(cursor, Ordering::Relaxed);
-    let sender = Sender {
-        state: state.clone(),
-        conn_id,
-        user_id,
-        delivered: cursor,
-        sink,
-        catch_up_queued,
-        delivered_shared: delivered,
-    };
+    let sender = Sender { state: state.clone(), conn_id, user_id, delivered: cursor, sink, catch_up_queued };
     let receiver = Receiver {
         state: state.clone(),
         conn_id,
@@ -265,12 +255,10 @@ struct Sender {
     state: AppState,
     conn_id: ConnId,
     user_id: i64,
-    /// The newest position of the user's stream this connection has been sent.
+    /// The position of the clock up to which the user's stream has been sent on this connection.
     delivered: i64,
     sink: Sink,
     catch_up_queued: Arc<AtomicBool>,
-    /// `delivered`, for the relay to read.
-    delivered_shared: Arc<AtomicI64>,
 }
 
 impl Sender {
@@ -362,8 +350,9 @@ impl Sender {
     async fn forward(&mut self, item: Outbound) -> Result<(), SendFailure> {
         let (pos, event, origin) = match item {
             Outbound::Frame(frame) => return self.send(&frame).await,
-            // Boxed, as is `fill_gap`: rare, and larger than the rest of the send side.
+            // Boxed: rare, and larger than the rest of the send side.
             Outbound::CatchUp => return Box::pin(self.catch_up()).await,
+            Outbound::Duplicate { pos, event } => return Box::pin(self.answer_resend(pos, event)).await,
             Outbound::Event { pos, event, origin } => (pos, event, origin),
         };
         let ack = match (&*event, origin) {
@@ -381,46 +370,32 @@ impl Sender {
         // future, idle or not.
         let ack = ack.map(|ack| encode(&ack));
         if pos <= self.delivered {
-            // Already sent (from the store, while filling a gap); the sender still needs its ack.
+            // Already sent (from the store, while catching up); the sender still needs its ack.
             return match ack {
                 Some(ack) => self.feed(ack).await,
                 None => Ok(()),
             };
         }
-        if pos > self.delivered + 1 {
-            Box::pin(self.fill_gap(pos - 1)).await?;
-        }
         // An event's frame is the event itself (the `Event` variant is untagged).
         let text = ack.unwrap_or_else(|| encode(&*event));
         self.feed(text).await?;
-        self.set_delivered(pos);
-        Ok(())
-    }
-
-    /// Sends the user's stored events up to `up_to`: live frames can arrive out of order (two
-    /// commits published in the other order) or not at all (a relay that lost one).
-    async fn fill_gap(&mut self, up_to: i64) -> Result<(), SendFailure> {
-        while self.delivered < up_to {
-            let want = (up_to - self.delivered).min(chats::MAX_PAGE);
-            let records =
-                self.state.store.events_since(self.user_id, self.delivered, want).await.map_err(ApiError::from)?;
-            if records.is_empty() {
-                tracing::warn!(user_id = self.user_id, delivered = self.delivered, up_to, "gap not in the store");
-                return Ok(());
-            }
-            for record in records {
-                let pos = record.pos;
-                let event = chats::render_event(&self.state, self.user_id, record).await?;
-                self.send(&ServerFrame::Event(event)).await?;
-                self.set_delivered(pos);
-            }
-        }
-        Ok(())
-    }
-
-    fn set_delivered(&mut self, pos: i64) {
         self.delivered = pos;
-        self.delivered_shared.store(pos, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Acks a resend of the message stored at `pos`. The first send's ack comes through the
+    /// sequencer, which may not have handed it on yet (the resend was in the same batch, and an
+    /// earlier position is late): the stream up to `pos` comes from the store first, since the
+    /// cursor of an ack says everything up to it was sent.
+    async fn answer_resend(&mut self, pos: i64, event: Arc<Event>) -> Result<(), SendFailure> {
+        if pos > self.delivered {
+            self.catch_up().await?;
+        }
+        let Event::Message { message, cursor } = &*event else { return Ok(()) };
+        ::metrics::counter!(crate::metrics::ACKS).increment(1);
+        let ack =
+            ServerFrame::Ack { client_id: message.client_id.clone(), message: message.clone(), cursor: cursor.clone() };
+        self.send(&ack).await
     }
 
     /// Sends every stored event after the last one sent.
@@ -428,23 +403,22 @@ impl Sender {
         // Cleared before reading the store: a request that comes in meanwhile queues another.
         self.catch_up_queued.store(false, Ordering::SeqCst);
         loop {
-            let records = self
+            let page = self
                 .state
                 .store
                 .events_since(self.user_id, self.delivered, chats::MAX_PAGE)
                 .await
                 .map_err(ApiError::from)?;
-            let full_page = records.len() as i64 == chats::MAX_PAGE;
-            if !records.is_empty() {
-                ::metrics::counter!(crate::metrics::CAUGHT_UP).increment(records.len() as u64);
+            if !page.events.is_empty() {
+                ::metrics::counter!(crate::metrics::CAUGHT_UP).increment(page.events.len() as u64);
             }
-            for record in records {
-                let pos = record.pos;
+            for record in page.events {
                 let event = chats::render_event(&self.state, self.user_id, record).await?;
                 self.send(&ServerFrame::Event(event)).await?;
-                self.set_delivered(pos);
             }
-            if !full_page {
+            // Past the page's last event: what lies between is other users'.
+            self.delivered = self.delivered.max(page.next);
+            if !page.more {
                 return Ok(());
             }
         }

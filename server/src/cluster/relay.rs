@@ -3,8 +3,11 @@
 //! - **Delivery.** Everything delivered here is also published, in batches, on one channel that
 //!   every node subscribes to; each node hands the items to its own connections of the user.
 //!   Connection ids mean nothing on another node, so remote items never carry an `origin`.
-//! - **Missed items.** Pub/sub forgets what it could not deliver. A connection fills a hole it sees
-//!   (the next event's position jumps) from the store. For holes nothing reveals:
+//! - **Order.** Events travel as positions of the clock, each with all its deliveries, and every
+//!   position is published whether or not it has users elsewhere: each node's sequencer
+//!   (`crate::sequencer`) hands them to its connections in position order, and gives up on a
+//!   position that does not arrive in time by having every connection catch up from the store.
+//! - **Missed items.** Pub/sub forgets what it could not deliver. Besides the sequencer's timeout:
 //!   - every connection of a node checks the store after each (re)subscription: this is what
 //!     recovers a Redis restart, since a node cannot know what was published while it was away;
 //!   - after a publish that failed while subscribers may have stayed up (a timeout, a full queue),
@@ -12,10 +15,9 @@
 //!     publish again (too early for nodes still resubscribing; those are covered above);
 //!   - a resend that finds its message already committed has the members' connections check
 //!     (`chats::send`): the node that committed it may have died before publishing;
-//!   - and as the net under all of these, once per presence TTL each node compares what its
-//!     connections were sent with their users' cursors in the store (one query per 500 users),
-//!     so an event a dead node committed but never published reaches every socket within the
-//!     TTL, even a read marker that nothing follows.
+//!   - and as the net under all of these, each node reads the store's clock now and then, so a
+//!     position a dead node committed but never published is given up on (and caught up) even
+//!     when nothing follows it.
 //! - **Presence.** Per user, a sorted set of the nodes that hold a connection, each with an expiry
 //!   (Redis's clock). Nodes renew their claims every quarter of `PARLEY_PRESENCE_TTL_SECS`, with a
 //!   lifetime of half of it; a reaper on every node removes the claims of nodes whose heartbeat
@@ -36,7 +38,10 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, Notify};
 
 use super::Redis;
-use crate::relay::{ConnHandle, ConnId, LocalRelay, Outbound, Relay};
+use crate::{
+    relay::{ConnHandle, ConnId, LocalRelay, Outbound, Relay},
+    sequencer::{Delivery, Positioned},
+};
 
 /// Items published in one message at most.
 const PUBLISH_BATCH: usize = 256;
@@ -65,16 +70,13 @@ pub enum Notice {
     WentOffline(i64),
     /// The subscription was down: broadcasts that ended some of these sessions may be lost.
     RecheckSessions(Vec<i64>),
-    /// Every connection here as `(user, connection, position sent)`, once per presence TTL: those
-    /// behind their user's cursor in the store catch up.
-    Sweep(Vec<(i64, ConnId, i64)>),
 }
 
 /// One item on the wire, as published.
 #[derive(Serialize)]
 #[serde(tag = "k", rename_all = "snake_case")]
 enum WireOut<'a> {
-    Event { user: i64, pos: i64, event: &'a Event },
+    At { pos: i64, to: Vec<(i64, &'a Event)> },
     Frame { user: i64, frame: &'a ServerFrame },
     EndSession { session: i64 },
     CatchUp { user: i64 },
@@ -85,8 +87,8 @@ enum WireOut<'a> {
 #[derive(Deserialize)]
 #[serde(tag = "k", rename_all = "snake_case")]
 enum WireIn {
-    Event { user: i64, pos: i64, event: Event },
-    Frame { user: i64, frame: ServerFrame },
+    At { pos: i64, to: Vec<(i64, Event)> },
+    Frame { user: i64, frame: Box<ServerFrame> },
     EndSession { session: i64 },
     CatchUp { user: i64 },
     CatchUpAll,
@@ -106,10 +108,12 @@ struct LostItems {
     all: bool,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum Lost {
     /// The user's connections elsewhere should check the store.
     User(i64),
+    /// So should these users'.
+    Users(Vec<i64>),
     /// The session must still be ended elsewhere.
     Session(i64),
 }
@@ -119,6 +123,11 @@ impl LostItems {
         match lost {
             Lost::Session(id) => {
                 self.sessions.insert(id);
+            }
+            Lost::Users(ids) => {
+                for id in ids {
+                    self.add(Lost::User(id));
+                }
             }
             Lost::User(_) if self.all => {}
             Lost::User(id) => {
@@ -259,7 +268,12 @@ pub struct RedisRelay {
 impl RedisRelay {
     /// Starts the node's Redis tasks (publisher, subscriber, presence, heartbeat, reaper). The
     /// receiver gets what the rest of the application must act on.
-    pub fn start(redis: Arc<Redis>, presence_ttl: Duration) -> (Arc<Self>, mpsc::UnboundedReceiver<Notice>) {
+    /// `clock` is the store's, for the node's sequencer.
+    pub fn start(
+        redis: Arc<Redis>,
+        presence_ttl: Duration,
+        clock: i64,
+    ) -> (Arc<Self>, mpsc::UnboundedReceiver<Notice>) {
         let node = uuid::Uuid::new_v4().simple().to_string();
         let channel = format!("{}events", redis.prefix());
         let life = presence_ttl / 2;
@@ -268,7 +282,7 @@ impl RedisRelay {
         let (publish, publish_rx) = mpsc::channel(PUBLISH_QUEUE);
         let lost = Arc::new(Mutex::new(LostItems::default()));
         let shared = Arc::new(Shared {
-            local: LocalRelay::new(),
+            local: LocalRelay::new(clock),
             redis: redis.clone(),
             pending_releases: Mutex::default(),
             presence,
@@ -279,13 +293,12 @@ impl RedisRelay {
         tokio::spawn(subscriber(Arc::downgrade(&shared), channel, node.clone(), notices.clone()));
         tokio::spawn(presence_worker(Arc::downgrade(&shared), node, life, presence_rx, notices.clone()));
         tokio::spawn(heartbeat(Arc::downgrade(&shared), life / 2));
-        tokio::spawn(reaper(Arc::downgrade(&shared), life / 2, notices.clone()));
-        tokio::spawn(sweeper(Arc::downgrade(&shared), presence_ttl, notices));
+        tokio::spawn(reaper(Arc::downgrade(&shared), life / 2, notices));
         let relay = RedisRelay { shared, publish, lost, online_script: redis::Script::new(ONLINE_SCRIPT) };
         (Arc::new(relay), notices_rx)
     }
 
-    fn publish(&self, item: WireOut<'_>, lost: Lost) {
+    fn send(&self, item: WireOut<'_>, lost: Lost) {
         let published = Published { json: wire(&item), lost };
         if let Err(err) = self.publish.try_send(published) {
             let published = match err {
@@ -332,13 +345,31 @@ impl Relay for RedisRelay {
         last && Self::presence_answer(rx).await.unwrap_or(false)
     }
 
+    fn publish(&self, items: Vec<Positioned>) {
+        for item in &items {
+            let to: Vec<(i64, &Event)> = item.deliveries.iter().map(|d| (d.user_id, &*d.event)).collect();
+            // Its users' connections elsewhere catch up; a position with none is given up on by
+            // the other nodes' sequencers, which is all it needs.
+            let lost = Lost::Users(to.iter().map(|(user, _)| *user).collect());
+            self.send(WireOut::At { pos: item.pos, to }, lost);
+        }
+        self.shared.local.publish(items);
+    }
+
+    fn expect_positions(&self, clock: i64) {
+        self.shared.local.expect_positions(clock);
+    }
+
+    fn give_up_overdue_positions(&self) {
+        self.shared.local.give_up_overdue_positions();
+    }
+
     fn deliver(&self, user_id: i64, item: Outbound, except: Option<ConnId>) {
         match &item {
-            Outbound::Event { pos, event, .. } => {
-                self.publish(WireOut::Event { user: user_id, pos: *pos, event }, Lost::User(user_id))
-            }
-            Outbound::Frame(frame) => self.publish(WireOut::Frame { user: user_id, frame }, Lost::User(user_id)),
-            Outbound::CatchUp => self.publish(WireOut::CatchUp { user: user_id }, Lost::User(user_id)),
+            // Events of the stream travel by `publish`; a resend's answer is for one connection.
+            Outbound::Event { .. } | Outbound::Duplicate { .. } => {}
+            Outbound::Frame(frame) => self.send(WireOut::Frame { user: user_id, frame }, Lost::User(user_id)),
+            Outbound::CatchUp => self.send(WireOut::CatchUp { user: user_id }, Lost::User(user_id)),
         }
         self.shared.local.deliver(user_id, item, except);
     }
@@ -379,7 +410,7 @@ impl Relay for RedisRelay {
 
     fn end_session(&self, session_id: i64) {
         self.shared.local.end_session(session_id);
-        self.publish(WireOut::EndSession { session: session_id }, Lost::Session(session_id));
+        self.send(WireOut::EndSession { session: session_id }, Lost::Session(session_id));
     }
 
     fn connection_count(&self) -> usize {
@@ -419,7 +450,7 @@ async fn publisher(
             let mut lost = lost.lock().expect("lost lock");
             let first_loss = lost.is_empty();
             lost.absorb(owed);
-            for item in &batch {
+            for item in batch.drain(..) {
                 lost.add(item.lost);
             }
             if first_loss {
@@ -528,10 +559,14 @@ fn receive(local: &LocalRelay, payload: &[u8], node: &str) {
     };
     for item in items {
         match item {
-            WireIn::Event { user, pos, event } => {
-                local.deliver(user, Outbound::Event { pos, event: Arc::new(event), origin: None }, None)
+            WireIn::At { pos, to } => {
+                let deliveries = to
+                    .into_iter()
+                    .map(|(user_id, event)| Delivery { user_id, event: Arc::new(event), origin: None })
+                    .collect();
+                local.publish(vec![Positioned { pos, deliveries }]);
             }
-            WireIn::Frame { user, frame } => local.deliver(user, Outbound::Frame(Arc::new(frame)), None),
+            WireIn::Frame { user, frame } => local.deliver(user, Outbound::Frame(Arc::from(frame)), None),
             WireIn::EndSession { session } => local.end_session(session),
             WireIn::CatchUp { user } => local.deliver(user, Outbound::CatchUp, None),
             WireIn::CatchUpAll => local.deliver_all(Outbound::CatchUp),
@@ -638,21 +673,6 @@ async fn heartbeat(shared: Weak<Shared>, every: Duration) {
     }
 }
 
-/// Reports this node's connections and what they were sent, for the sweep (see the module).
-async fn sweeper(shared: Weak<Shared>, every: Duration, notices: mpsc::UnboundedSender<Notice>) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await;
-    loop {
-        tick.tick().await;
-        let Some(shared) = shared.upgrade() else { return };
-        let positions = shared.local.positions();
-        if !positions.is_empty() {
-            let _ = notices.send(Notice::Sweep(positions));
-        }
-    }
-}
-
 /// Takes the claims of dead nodes, and announces their users offline.
 async fn reaper(shared: Weak<Shared>, every: Duration, notices: mpsc::UnboundedSender<Notice>) {
     let script = redis::Script::new(REAP_SCRIPT);
@@ -688,15 +708,15 @@ mod tests {
         let event = Event::Read { cursor: "9".into(), chat_id: 3, user_id: 2, up_to: 4 };
         let frame = ServerFrame::Presence { user_id: 2, online: true, last_seen: None };
         let items = [
-            wire(&WireOut::Event { user: 5, pos: 9, event: &event }),
+            wire(&WireOut::At { pos: 9, to: vec![(5, &event), (6, &event)] }),
             wire(&WireOut::Frame { user: 5, frame: &frame }),
             wire(&WireOut::EndSession { session: 77 }),
             wire(&WireOut::CatchUp { user: 5 }),
             wire(&WireOut::CatchUpAll),
         ];
         let parsed: Vec<WireIn> = serde_json::from_str(&format!("[{}]", items.join(","))).unwrap();
-        assert!(matches!(&parsed[0], WireIn::Event { user: 5, pos: 9, event: e } if *e == event));
-        assert!(matches!(&parsed[1], WireIn::Frame { user: 5, frame: f } if *f == frame));
+        assert!(matches!(&parsed[0], WireIn::At { pos: 9, to } if *to == [(5, event.clone()), (6, event.clone())]));
+        assert!(matches!(&parsed[1], WireIn::Frame { user: 5, frame: f } if **f == frame));
         assert!(matches!(parsed[2], WireIn::EndSession { session: 77 }));
         assert!(matches!(parsed[3], WireIn::CatchUp { user: 5 }));
         assert!(matches!(parsed[4], WireIn::CatchUpAll));

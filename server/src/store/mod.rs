@@ -297,7 +297,7 @@ pub struct BlockedRow {
     pub created_at: Millis,
 }
 
-/// A position in one user's event stream, handed out by a write.
+/// A user told of an event, at the event's position on the clock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EventPos {
     pub user_id: i64,
@@ -317,6 +317,19 @@ pub struct EventRecord {
     pub pos: i64,
     pub chat_id: i64,
     pub kind: EventKind,
+}
+
+/// A page of a user's stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventPage {
+    pub events: Vec<EventRecord>,
+    /// The cursor after the page: the user's stream holds nothing more up to it. Past the last
+    /// event when the rest of the stream up to the clock is other users' positions.
+    pub next: i64,
+    /// More of the stream follows `next` (up to `clock`).
+    pub more: bool,
+    /// The clock's value the page was read at.
+    pub clock: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -340,7 +353,7 @@ pub struct NewMessage {
 
 #[derive(Debug, Clone)]
 pub enum SendOutcome {
-    /// Committed now; `events` are the members' new stream positions. `reached_out`: the
+    /// Committed now; `events`: the members, each at the message's position. `reached_out`: the
     /// sender's first message in the chat, after which the friend may see the sender's presence.
     Created { message: MessageRecord, events: Vec<EventPos>, reached_out: bool },
     /// Committed before under the same `client_id`; `cursor` is the sender's position for it.
@@ -415,22 +428,21 @@ pub trait Store: Send + Sync + 'static {
     /// Messages with `seq < before`, newest first.
     async fn messages_before(&self, chat_id: i64, before: i64, limit: i64) -> StoreResult<Vec<MessageRecord>>;
     /// Stores messages exactly once per `(sender, client_id)`, each with its chat's next `seq` and
-    /// an event for every member, all in one transaction (group commit); one outcome per message,
-    /// in order.
+    /// the clock's next position as its id, all in one transaction (group commit); one outcome per
+    /// message, in order.
     async fn send_messages(&self, batch: &[NewMessage]) -> StoreResult<Vec<SendOutcome>>;
     /// Moves the user's read marker forward (never past the last message) with a `read` event for
     /// every member.
     async fn mark_read(&self, chat_id: i64, user_id: i64, up_to: i64, now: Millis) -> StoreResult<ReadOutcome>;
-    /// The user's current cursor: the position of their newest event.
-    async fn cursor(&self, user_id: i64) -> StoreResult<i64>;
-    /// `(user, cursor)` for each of the users.
-    async fn cursors(&self, user_ids: &[i64]) -> StoreResult<Vec<(i64, i64)>>;
+    /// The clock's value: the newest position taken. Every user's stream is in the store up to
+    /// it, so it is every user's cursor now.
+    async fn clock(&self) -> StoreResult<i64>;
     /// The history epoch cursors speak of (see `chats::Cursors`).
     async fn history_epoch(&self) -> StoreResult<i64>;
     /// Moves the history epoch on, after a restore; returns the new one.
     async fn advance_history_epoch(&self) -> StoreResult<i64>;
-    /// The user's events after `since`, oldest first.
-    async fn events_since(&self, user_id: i64, since: i64, limit: i64) -> StoreResult<Vec<EventRecord>>;
+    /// The user's events after `since`, oldest first, at most `limit` of them.
+    async fn events_since(&self, user_id: i64, since: i64, limit: i64) -> StoreResult<EventPage>;
     async fn set_last_seen(&self, user_id: i64, at: Millis) -> StoreResult<()>;
 
     async fn set_display_name(&self, user_id: i64, display_name: &str) -> StoreResult<()>;

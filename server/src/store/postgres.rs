@@ -7,8 +7,8 @@ use sqlx::{
 };
 
 use super::{
-    sql::{batch_members_select, chat_query, impl_store, BatchMember, BatchWrite, CommittedMessage, NewEvent, Written},
-    Millis, NewMessage, StoreError, StoreResult,
+    sql::{batch_members_select, chat_query, impl_store, BatchMember, BatchWrite, NewEvent, Written},
+    MessageRecord, NewMessage, StoreError, StoreResult,
 };
 
 /// A pooled connection idle this long is pinged before it is used again.
@@ -89,102 +89,95 @@ impl PgStore {
     }
 }
 
-impl_store!(PgStore, Postgres, "postgres", streams = "user_streams");
+impl_store!(PgStore, Postgres, "postgres");
 
-/// The writes of a batch, each part conditioned on `guard` (the members' epoch, `$17`, when they
+/// The writes of a batch, each part conditioned on `guard` (the members' epoch, `$11`, when they
 /// came from memory), as `write_batch` explains; the two statements below end them. Every part
 /// that writes must be: Postgres runs a data-modifying CTE to completion whether or not anything
-/// reads it, so an unguarded one still writes when the batch is refused (the members' counters
-/// did, leaving holes in their streams).
+/// reads it, so an unguarded one still writes when the batch is refused.
 ///
-/// The counters (chats' `last_seq`, members' `last_event_pos`) are found with `id = ANY(array)`
-/// and each row's increment with `array_position`, not by joining `UNNEST` of the arrays: the
-/// generic plan sizes an array at ten elements, and on small tables it joined them by hashing a
-/// sequential scan, whose set-up was most of a one-message batch's cost. As probes of the primary
-/// keys, a one-message batch costs the database a fifth less CPU and batches of 72 or 330 no more
-/// (`batch_cost`, docs/BENCHMARKS.md).
+/// The chats are locked first (ascending id), then the clock: every writer takes the clock row
+/// last, so none waits for another lock while holding it, and its lock orders the commits by
+/// position. `$first_words` is where the statement with first words turns them, between the two
+/// (their `chat_members` rows are locks too, so they must come before the clock's).
+///
+/// The chats' counters are found with `id = ANY(array)` and each row's increment with
+/// `array_position`, not by joining `UNNEST` of the arrays: the generic plan sizes an array at
+/// ten elements, and on small tables it joined them by hashing a sequential scan, whose set-up
+/// was most of a one-message batch's cost (`batch_cost`, docs/BENCHMARKS.md).
 macro_rules! write_batch_ctes {
-    () => {
-        "WITH guard AS MATERIALIZED (
-                 SELECT $17::int8 IS NULL OR $17::int8 = (SELECT value FROM membership_epoch WHERE id = 1) AS ok),
+    ($first_words:literal, $after_first_words:literal) => {
+        concat!(
+            "WITH guard AS MATERIALIZED (
+                 SELECT $11::int8 IS NULL OR $11::int8 = (SELECT value FROM membership_epoch WHERE id = 1) AS ok),
              chats_locked AS MATERIALIZED (
                  SELECT c.id FROM chats c
                  WHERE c.id = ANY($1::int8[]) AND (SELECT ok FROM guard)
-                 ORDER BY c.id FOR UPDATE OF c),
+                 ORDER BY c.id FOR UPDATE OF c),",
+            $first_words,
+            "
+             clock_taken AS MATERIALIZED (
+                 UPDATE clock SET value = value + cardinality($6::int8[])
+                 WHERE id = 1 AND (SELECT count(*) FROM chats_locked) = cardinality($1::int8[])",
+            $after_first_words,
+            "
+                 RETURNING value - cardinality($6::int8[]) AS before),
              chat_seqs AS (
                  UPDATE chats t
-                 SET last_seq = t.last_seq + ($2::int8[])[array_position($1::int8[], t.id)], last_activity_at = $3
-                 WHERE t.id = ANY($1::int8[]) AND (SELECT count(*) FROM chats_locked) > 0
+                 SET last_seq = t.last_seq + ($2::int8[])[array_position($1::int8[], t.id)],
+                     last_pos = k.before + ($4::int8[])[array_position($1::int8[], t.id)],
+                     last_activity_at = $3
+                 FROM clock_taken k
+                 WHERE t.id = ANY($1::int8[])
                  RETURNING t.id, t.last_seq - ($2::int8[])[array_position($1::int8[], t.id)] AS seq_before),
              chat_base AS MATERIALIZED (
                  SELECT CASE WHEN count(*) = cardinality($1::int8[])
                              THEN array_agg(seq_before ORDER BY id) END AS seq_before
                  FROM chat_seqs),
-             users_locked AS MATERIALIZED (
-                 SELECT u.id FROM user_streams u
-                 WHERE u.id = ANY($4::int8[]) AND (SELECT ok FROM guard) AND (SELECT count(*) FROM chats_locked) >= 0
-                 ORDER BY u.id FOR UPDATE OF u),
-             user_positions AS (
-                 UPDATE user_streams t
-                 SET last_event_pos = t.last_event_pos + ($5::int8[])[array_position($4::int8[], t.id)]
-                 WHERE t.id = ANY($4::int8[]) AND (SELECT count(*) FROM users_locked) > 0
-                 RETURNING t.id, t.last_event_pos - ($5::int8[])[array_position($4::int8[], t.id)] AS pos_before),
-             user_base AS MATERIALIZED (
-                 SELECT CASE WHEN count(*) = cardinality($4::int8[])
-                             THEN array_agg(pos_before ORDER BY id) END AS pos_before
-                 FROM user_positions),
              new_messages AS (
-                 INSERT INTO messages (chat_id, seq, sender_id, client_id, body, created_at, sender_pos)
-                 SELECT m.chat_id, b.seq_before[m.chat_index] + m.rank, m.sender_id, m.client_id, m.body,
-                        m.created_at, u.pos_before[m.sender_index] + m.sender_rank
-                 FROM UNNEST($6::int4[], $7::int8[], $8::int8[], $9::int8[], $10::text[], $11::text[], $12::int8[],
-                             $18::int4[], $19::int8[])
-                      AS m (chat_index, rank, chat_id, sender_id, client_id, body, created_at, sender_index, sender_rank),
-                      chat_base b, user_base u
-                 WHERE (SELECT ok FROM guard)
-                 RETURNING id, chat_id, seq),
-             message_ids AS MATERIALIZED (
-                 SELECT array_agg(id ORDER BY chat_id, seq) AS ids FROM new_messages),
-             new_events AS (
-                 INSERT INTO events (user_id, pos, kind, chat_id, message_id, created_at)
-                 SELECT e.user_id, b.pos_before[e.user_index] + e.rank, 'message', ($8::int8[])[e.message],
-                        i.ids[e.message], ($12::int8[])[e.message]
-                 FROM UNNEST($13::int8[], $14::int4[], $15::int8[], $16::int4[]) AS e (user_id, user_index, rank, message),
-                      user_base b, message_ids i
-                 WHERE (SELECT ok FROM guard))"
+                 INSERT INTO messages (id, chat_id, seq, sender_id, client_id, body, created_at)
+                 SELECT k.before + m.n, m.chat_id, b.seq_before[m.chat_index] + m.rank, m.sender_id, m.client_id,
+                        m.body, m.created_at
+                 FROM UNNEST($5::int4[], $6::int8[], $7::int8[], $8::int8[], $9::text[], $10::text[], $12::int8[])
+                          WITH ORDINALITY AS m (chat_index, rank, chat_id, sender_id, client_id, body, created_at, n),
+                      chat_base b, clock_taken k)"
+        )
     };
 }
 
 /// A batch's write when none of its senders writes first in a chat.
 const WRITE_BATCH: &str = concat!(
-    write_batch_ctes!(),
+    write_batch_ctes!("", ""),
     "
-     SELECT g.ok, c.seq_before, u.pos_before, i.ids, NULL::int8[], NULL::int8[]
-     FROM guard g, chat_base c, user_base u, message_ids i"
+     SELECT g.ok, c.seq_before, k.before, NULL::int8[], NULL::int8[]
+     FROM guard g CROSS JOIN chat_base c LEFT JOIN clock_taken k ON TRUE"
 );
 
-/// A batch's write with the (chat, sender) pairs of first words in `$20`, `$21`: it turns their
+/// A batch's write with the (chat, sender) pairs of first words in `$13`, `$14`: it turns their
 /// `reached_out` and returns the pairs it turned.
 const WRITE_BATCH_WITH_FIRST_WORDS: &str = concat!(
-    write_batch_ctes!(),
-    ",
-     first_words AS (
-         UPDATE chat_members cm SET reached_out = TRUE
-         FROM UNNEST($20::int8[], $21::int8[]) AS f (chat_id, user_id)
-         WHERE cm.chat_id = f.chat_id AND cm.user_id = f.user_id AND NOT cm.reached_out
-           AND (SELECT ok FROM guard)
-         RETURNING cm.chat_id, cm.user_id)
-     SELECT g.ok, c.seq_before, u.pos_before, i.ids,
+    write_batch_ctes!(
+        "
+         first_words AS MATERIALIZED (
+             UPDATE chat_members cm SET reached_out = TRUE
+             FROM UNNEST($13::int8[], $14::int8[]) AS f (chat_id, user_id)
+             WHERE cm.chat_id = f.chat_id AND cm.user_id = f.user_id AND NOT cm.reached_out
+               AND (SELECT count(*) FROM chats_locked) = cardinality($1::int8[])
+             RETURNING cm.chat_id, cm.user_id),",
+        " AND (SELECT count(*) FROM first_words) >= 0"
+    ),
+    "
+     SELECT g.ok, c.seq_before, k.before,
             (SELECT array_agg(chat_id ORDER BY chat_id, user_id) FROM first_words),
             (SELECT array_agg(user_id ORDER BY chat_id, user_id) FROM first_words)
-     FROM guard g, chat_base c, user_base u, message_ids i"
+     FROM guard g CROSS JOIN chat_base c LEFT JOIN clock_taken k ON TRUE"
 );
 
 /// The statements of a batch of messages, each of one fixed text whatever the batch's size (the
 /// rows travel as arrays, unpacked with `UNNEST`): Postgres parses and plans each once per
 /// connection, and the batch never meets the limit on bind parameters.
 impl PgStore {
-    async fn committed_messages(conn: &mut PgConnection, batch: &[NewMessage]) -> StoreResult<Vec<CommittedMessage>> {
+    async fn committed_messages(conn: &mut PgConnection, batch: &[NewMessage]) -> StoreResult<Vec<MessageRecord>> {
         let senders: Vec<i64> = batch.iter().map(|m| m.sender_id).collect();
         let client_ids: Vec<&str> = batch.iter().map(|m| m.client_id.as_str()).collect();
         // One probe of the unique index on (sender_id, client_id) per pair, whatever the
@@ -192,20 +185,40 @@ impl PgStore {
         // scan of the whole table, which grows with every message ever sent (at 10,000 stored
         // messages: 2.7 ms for 75 pairs, 8.4 ms for 300; as probes, 0.95 ms for 300). `LIMIT 1`
         // keeps the subquery from being folded into such a join.
-        //
-        // A message stored by a node older than `messages.sender_pos` (a rolling upgrade's
-        // moment between the migration and that node's first failed write) has none: its
-        // sender's event gives it, found among the sender's events.
         Ok(sqlx::query_as(
-            "SELECT m.id, m.chat_id, m.seq, m.sender_id, m.client_id, m.body, m.created_at,
-                    COALESCE(m.sender_pos, (SELECT e.pos FROM events e
-                                            WHERE e.user_id = m.sender_id AND e.message_id = m.id)) AS sender_pos
+            "SELECT m.id, m.chat_id, m.seq, m.sender_id, m.client_id, m.body, m.created_at
              FROM UNNEST($1::int8[], $2::text[]) AS k (sender_id, client_id)
              CROSS JOIN LATERAL (SELECT * FROM messages
                                  WHERE sender_id = k.sender_id AND client_id = k.client_id LIMIT 1) m",
         )
         .bind(&senders)
         .bind(&client_ids)
+        .fetch_all(conn)
+        .await?)
+    }
+
+    /// The messages of each chat with positions in `(since, up_to]`, at most `limit` a chat, by
+    /// chat and position: one statement, each chat read through `messages_chat_pos`.
+    async fn messages_after(
+        conn: &mut PgConnection,
+        chat_ids: &[i64],
+        since: i64,
+        up_to: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<MessageRecord>> {
+        if chat_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(sqlx::query_as(
+            "SELECT m.* FROM UNNEST($1::int8[]) WITH ORDINALITY AS c (id, n)
+             CROSS JOIN LATERAL (SELECT * FROM messages
+                                 WHERE chat_id = c.id AND id > $2 AND id <= $3 ORDER BY id LIMIT $4) m
+             ORDER BY c.n, m.id",
+        )
+        .bind(chat_ids)
+        .bind(since)
+        .bind(up_to)
+        .bind(limit)
         .fetch_all(conn)
         .await?)
     }
@@ -284,12 +297,11 @@ impl PgStore {
     /// another process and an executor start, and at a steady load of small batches those, not
     /// the rows, were most of the database's work (docs/BENCHMARKS.md).
     ///
-    /// The counters move as in `bump`: chats', then members', each locked in ascending id (the
-    /// members' lock waits for the chats' through the `chats_locked` sub-select), so writers wait
-    /// for each other instead of deadlocking. Each counter's value before the batch goes into an
-    /// array in id order, and a message finds its chat's (an event its member's, and its message's
-    /// id) by position: the planner cannot size the results of one data-modifying CTE joined to
-    /// another, and a join chose loops quadratic in the batch.
+    /// The chats are locked in ascending id, then the clock (`write_batch_ctes!`), so writers
+    /// wait for each other instead of deadlocking. Each chat's `seq` before the batch comes back
+    /// in an array in id order, and a message finds its chat's by position: the planner cannot
+    /// size the results of one data-modifying CTE joined to another, and a join chose loops
+    /// quadratic in the batch.
     ///
     /// With `members_epoch` (the members came from memory) every part of the statement is
     /// conditioned on the epoch being still that one in the statement's snapshot; otherwise it
@@ -298,19 +310,14 @@ impl PgStore {
         let batch = w.batch;
         let (chat_ids, chat_counts): (Vec<i64>, Vec<i64>) =
             w.by_chat.iter().map(|(&chat, list)| (chat, list.len() as i64)).unzip();
-        let (user_ids, user_counts): (Vec<i64>, Vec<i64>) =
-            w.events_of.iter().map(|(&user, list)| (user, list.len() as i64)).unzip();
-        // Each message's position (1-based, as SQL arrays count) in the message arrays, which hold
-        // them chat by chat in `by_chat`'s order, each with its chat's position in `chat_ids`
-        // and its rank in the chat.
-        let mut position = vec![0_i32; batch.len()];
+        // Each message's chat's position (1-based, as SQL arrays count) in `chat_ids` and its
+        // rank in the chat, chat by chat in `by_chat`'s order: the order of their ids.
         let mut messages = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for (c, (&chat_id, indexes)) in w.by_chat.iter().enumerate() {
             for (k, &i) in indexes.iter().enumerate() {
                 let m = &batch[i];
                 messages.0.push(c as i32 + 1);
                 messages.1.push(k as i64 + 1);
-                position[i] = messages.0.len() as i32;
                 messages.2.push(chat_id);
                 messages.3.push(m.sender_id);
                 messages.4.push(m.client_id.as_str());
@@ -318,26 +325,9 @@ impl PgStore {
                 messages.6.push(m.now);
             }
         }
-        let mut events = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        // Each message's sender's event, as (member's position in `user_ids`, rank among the
-        // member's events), in the message arrays' order: the message row keeps its position.
-        let mut sender_event = (vec![0_i32; messages.0.len()], vec![0_i64; messages.0.len()]);
-        for (u, (&user_id, indexes)) in w.events_of.iter().enumerate() {
-            for (k, &i) in indexes.iter().enumerate() {
-                events.0.push(user_id);
-                events.1.push(u as i32 + 1);
-                events.2.push(k as i64 + 1);
-                events.3.push(position[i]);
-                if batch[i].sender_id == user_id {
-                    let at = position[i] as usize - 1;
-                    sender_event.0[at] = u as i32 + 1;
-                    sender_event.1[at] = k as i64 + 1;
-                }
-            }
-        }
         let (first_chats, first_senders): (Vec<i64>, Vec<i64>) = w.first_words.iter().copied().unzip();
         type Array = Option<Vec<i64>>;
-        type Row = (bool, Array, Array, Array, Array, Array);
+        type Row = (bool, Array, Option<i64>, Array, Array);
         // Nearly every batch has no first words and leaves their part out: turning and returning
         // them cost a small batch 10-20% more of the database's time even with no pairs
         // (measured back to back at a light load).
@@ -346,107 +336,52 @@ impl PgStore {
             .bind(&chat_ids)
             .bind(&chat_counts)
             .bind(w.now)
-            .bind(&user_ids)
-            .bind(&user_counts)
+            .bind(w.last_ranks())
             .bind(&messages.0)
             .bind(&messages.1)
             .bind(&messages.2)
             .bind(&messages.3)
             .bind(&messages.4)
             .bind(&messages.5)
-            .bind(&messages.6)
-            .bind(&events.0)
-            .bind(&events.1)
-            .bind(&events.2)
-            .bind(&events.3)
             .bind(w.members_epoch)
-            .bind(&sender_event.0)
-            .bind(&sender_event.1);
+            .bind(&messages.6);
         if !w.first_words.is_empty() {
             query = query.bind(&first_chats).bind(&first_senders);
         }
-        let (current, seq_before, pos_before, ids, reached_chats, reached_users): Row =
-            query.fetch_one(conn).await.map_err(|err| match &err {
-                // A chat or member row went away under a concurrent transaction (an account
-                // deleted): its counter is missing, the array of them NULL, so is the `seq` or `pos`,
-                // and the NOT NULL constraint fails the whole statement. The next attempt sees that.
-                sqlx::Error::Database(db) if db.code().as_deref() == Some("23502") => StoreError::Retry,
-                _ => err.into(),
-            })?;
+        let (current, seq_before, clock_before, reached_chats, reached_users): Row = query.fetch_one(conn).await?;
         if !current {
             return Err(StoreError::MembersChanged);
         }
-        let (Some(seq_before), Some(pos_before), Some(ids)) = (seq_before, pos_before, ids) else {
-            return Err(StoreError::Corrupt("a batch's write returned no counters".into()));
+        let (Some(seq_before), Some(clock_before)) = (seq_before, clock_before) else {
+            // A chat went away under a concurrent transaction (an account deleted): the clock was
+            // not taken and nothing was stored. The next attempt sees that.
+            return Err(StoreError::Retry);
         };
-        if seq_before.len() != chat_ids.len() || pos_before.len() != user_ids.len() || ids.len() != messages.0.len() {
+        if seq_before.len() != chat_ids.len() {
             return Err(StoreError::Corrupt("a batch's write returned counters of another size".into()));
         }
 
         let reached_out =
             reached_chats.unwrap_or_default().into_iter().zip(reached_users.unwrap_or_default()).collect();
-        Ok((w.written(&seq_before, &pos_before, &ids), reached_out))
-    }
-
-    /// Adds `count` to `column` of each row `(id, count)` (and sets `last_activity_at` when
-    /// given); returns each row's new value; `Retry` if a row is gone. The rows are locked first,
-    /// in ascending id (`FOR UPDATE` after `ORDER BY` locks in that order), the order every
-    /// writer follows, so that concurrent writers wait for each other instead of deadlocking.
-    /// They are found through a join on the array, not `id = ANY($1)`: on a small table the
-    /// planner scans it whole, and that filter compares every row with every id.
-    async fn bump(
-        tx: &mut sqlx::Transaction<'_, Postgres>,
-        table: &str,
-        column: &str,
-        activity: Option<Millis>,
-        counts: impl Iterator<Item = (i64, i64)>,
-    ) -> StoreResult<HashMap<i64, i64>> {
-        let (mut ids, mut adds): (Vec<i64>, Vec<i64>) = counts.unzip();
-        let counts_len = ids.len();
-        let mut order: Vec<usize> = (0..ids.len()).collect();
-        order.sort_unstable_by_key(|&k| ids[k]);
-        (ids, adds) = order.iter().map(|&k| (ids[k], adds[k])).unzip();
-        let activity_set = if activity.is_some() { ", last_activity_at = $3" } else { "" };
-        let sql = format!(
-            "WITH locked AS MATERIALIZED (
-                 SELECT r.id FROM {table} r JOIN UNNEST($1::int8[]) AS k (id) ON r.id = k.id
-                 ORDER BY r.id FOR UPDATE OF r)
-             UPDATE {table} t SET {column} = t.{column} + k.n{activity_set}
-             FROM UNNEST($1::int8[], $2::int8[]) AS k (id, n), locked
-             WHERE t.id = k.id AND locked.id = k.id
-             RETURNING t.id, t.{column}"
-        );
-        let mut query = sqlx::query_as(&sql).bind(&ids).bind(&adds);
-        if let Some(at) = activity {
-            query = query.bind(at);
-        }
-        let rows: Vec<(i64, i64)> = query.fetch_all(&mut **tx).await?;
-        if rows.len() < counts_len {
-            // A row went away under a concurrent transaction (a chat deleted with its last
-            // member's account): the next attempt sees that before it writes.
-            return Err(StoreError::Retry);
-        }
-        Ok(rows.into_iter().collect())
+        Ok((w.written(&seq_before, clock_before), reached_out))
     }
 
     /// Stores events whose positions are already handed out, in one statement.
     async fn insert_events(tx: &mut sqlx::Transaction<'_, Postgres>, events: &[NewEvent]) -> StoreResult<()> {
-        let mut columns =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut columns = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for e in events {
             columns.0.push(e.user_id);
             columns.1.push(e.pos);
             columns.2.push(e.kind);
             columns.3.push(e.chat_id);
-            columns.4.push(e.message_id);
-            columns.5.push(e.reader.map(|r| r.0));
-            columns.6.push(e.reader.map(|r| r.1));
-            columns.7.push(e.created_at);
+            columns.4.push(e.reader.map(|r| r.0));
+            columns.5.push(e.reader.map(|r| r.1));
+            columns.6.push(e.created_at);
         }
         sqlx::query(
-            "INSERT INTO events (user_id, pos, kind, chat_id, message_id, reader_id, up_to, created_at)
+            "INSERT INTO events (user_id, pos, kind, chat_id, reader_id, up_to, created_at)
              SELECT * FROM UNNEST($1::int8[], $2::int8[], $3::text[], $4::int8[], $5::int8[], $6::int8[],
-                                  $7::int8[], $8::int8[])",
+                                  $7::int8[])",
         )
         .bind(&columns.0)
         .bind(&columns.1)
@@ -455,7 +390,6 @@ impl PgStore {
         .bind(&columns.4)
         .bind(&columns.5)
         .bind(&columns.6)
-        .bind(&columns.7)
         .execute(&mut **tx)
         .await?;
         Ok(())

@@ -4,48 +4,38 @@
 
 /// Implements `Store` for a type with `reader()` and `writer()` pools of database `$db`, a
 /// `MAX_WRITERS` constant, the batch statements (`committed_messages`, `batch_members`,
-/// `write_batch`, `bump`, `insert_events`) and the memory of chats' members between batches
+/// `write_batch`, `insert_events`) and the memory of chats' members between batches
 /// (`remembered_members`, `remember_members`, `forget_members`, `remember_first_words`; Postgres
 /// only, SQLite's are empty).
 macro_rules! impl_store {
-    // `streams`: the table of users' event counters (`id`, `last_event_pos`).
-    ($store:ty, $db:ty, $backend:literal, streams = $streams:literal) => {
+    ($store:ty, $db:ty, $backend:literal) => {
         // A block of its own, so the glob import stays inside the expansion.
         const _: () = {
         use $crate::store::*;
-        use $crate::store::sql::{BatchMember, BatchWrite, ChatRow, CommittedMessage, EventRow, NewEvent};
+        use $crate::store::sql::{BatchMember, BatchWrite, ChatRow, EventRow, NewEvent};
 
         impl $store {
-            /// The table of users' event counters, for writes outside this macro.
-            const STREAMS: &'static str = $streams;
-
-            /// Appends one event to each user's stream: positions come from `bump` (one counter
-            /// update that locks the users' counter rows, in ascending id, until commit), so they
-            /// become visible in order and concurrent writers cannot deadlock.
+            /// Takes the next position of the clock for one event told to each of `user_ids`
+            /// (each gets a row at it). The clock row is locked until commit, so it must be the
+            /// last lock the transaction takes: every writer takes it last, and none waits for
+            /// another while holding it.
             async fn push_events(
                 tx: &mut sqlx::Transaction<'_, $db>,
                 user_ids: &[i64],
                 kind: &'static str,
                 chat_id: i64,
-                message_id: Option<i64>,
                 reader: Option<(i64, i64)>,
                 now: Millis,
             ) -> StoreResult<Vec<EventPos>> {
                 let mut sorted = user_ids.to_vec();
                 sorted.sort_unstable();
                 sorted.dedup();
-                let last_pos = Self::bump(tx, Self::STREAMS, "last_event_pos", None, sorted.iter().map(|&u| (u, 1))).await?;
+                let (pos,): (i64,) = sqlx::query_as("UPDATE clock SET value = value + 1 WHERE id = 1 RETURNING value")
+                    .fetch_one(&mut **tx)
+                    .await?;
                 let events: Vec<NewEvent> = sorted
                     .iter()
-                    .map(|&user_id| NewEvent {
-                        user_id,
-                        pos: last_pos[&user_id],
-                        kind,
-                        chat_id,
-                        message_id,
-                        reader,
-                        created_at: now,
-                    })
+                    .map(|&user_id| NewEvent { user_id, pos, kind, chat_id, reader, created_at: now })
                     .collect();
                 Self::insert_events(tx, &events).await?;
                 Ok(events.iter().map(|e| EventPos { user_id: e.user_id, pos: e.pos }).collect())
@@ -109,11 +99,11 @@ macro_rules! impl_store {
                 let mut outcomes: Vec<Option<SendOutcome>> = vec![None; batch.len()];
 
                 // Resends of committed messages, by (sender_id, client_id) pairs.
-                let committed: HashMap<(i64, String), CommittedMessage> = if look_up_resends {
+                let committed: HashMap<(i64, String), MessageRecord> = if look_up_resends {
                     Self::committed_messages(&mut conn, batch)
                         .await?
                         .into_iter()
-                        .map(|c| ((c.message.sender_id, c.message.client_id.clone()), c))
+                        .map(|message| ((message.sender_id, message.client_id.clone()), message))
                         .collect()
                 } else {
                     HashMap::new()
@@ -159,15 +149,12 @@ macro_rules! impl_store {
                 let mut repeats = Vec::new();
                 let mut by_chat: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
                 for (i, m) in batch.iter().enumerate() {
-                    if let Some(existing) = committed.get(&(m.sender_id, m.client_id.clone())) {
-                        let message = &existing.message;
+                    if let Some(message) = committed.get(&(m.sender_id, m.client_id.clone())) {
                         outcomes[i] = Some(if message.chat_id != m.chat_id || message.body != m.body {
                             SendOutcome::ClientIdReused
                         } else {
-                            let cursor = existing.sender_pos.ok_or_else(|| {
-                                StoreError::Corrupt(format!("message {} has no event for its sender", message.id))
-                            })?;
-                            SendOutcome::Duplicate { message: message.clone(), cursor }
+                            // A message's position is its id.
+                            SendOutcome::Duplicate { message: message.clone(), cursor: message.id }
                         });
                     } else if let Some(&first) = first_in_batch.get(&(m.sender_id, m.client_id.as_str())) {
                         repeats.push((i, first));
@@ -191,14 +178,14 @@ macro_rules! impl_store {
                     return Ok(None);
                 }
                 if !by_chat.is_empty() {
-                    let mut events_of: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
                     // A first message reaches out: (chat, sender), once each.
                     let mut first_words: Vec<(i64, i64)> = Vec::new();
+                    let mut members_of: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
                     for (chat_id, indexes) in &by_chat {
+                        let mut chat_members = members[chat_id].clone();
+                        chat_members.sort_unstable();
+                        members_of.insert(*chat_id, chat_members);
                         for &i in indexes {
-                            for &member in &members[chat_id] {
-                                events_of.entry(member).or_default().push(i);
-                            }
                             let key = (*chat_id, batch[i].sender_id);
                             if silent.contains(&key) && !first_words.contains(&key) {
                                 first_words.push(key);
@@ -206,7 +193,7 @@ macro_rules! impl_store {
                         }
                     }
                     let now = batch.iter().map(|m| m.now).max().unwrap_or_default();
-                    let plan = BatchWrite { batch, by_chat, events_of, first_words, now, members_epoch };
+                    let plan = BatchWrite { batch, by_chat, members_of, first_words, now, members_epoch };
                     // The (chat, sender) pairs of `first_words` this write turned.
                     let (mut written, turned) = match Self::write_batch(&mut conn, &plan).await {
                         Err(StoreError::Conflict) if !look_up_resends => return Ok(None),
@@ -239,9 +226,8 @@ macro_rules! impl_store {
                 for (i, first) in repeats {
                     let (m, original) = (&batch[i], &batch[first]);
                     outcomes[i] = Some(match &outcomes[first] {
-                        Some(SendOutcome::Created { message, events, .. }) if m.chat_id == original.chat_id && m.body == original.body => {
-                            let cursor = events.iter().find(|e| e.user_id == m.sender_id).map_or(0, |e| e.pos);
-                            SendOutcome::Duplicate { message: message.clone(), cursor }
+                        Some(SendOutcome::Created { message, .. }) if m.chat_id == original.chat_id && m.body == original.body => {
+                            SendOutcome::Duplicate { message: message.clone(), cursor: message.id }
                         }
                         Some(SendOutcome::NotMember) if m.chat_id == original.chat_id => SendOutcome::NotMember,
                         Some(SendOutcome::Blocked { by_sender }) if m.chat_id == original.chat_id => {
@@ -485,7 +471,7 @@ macro_rules! impl_store {
                     .execute(&mut *tx)
                     .await?;
                 }
-                let events = Self::push_events(&mut tx, &[a, b], "chat_created", chat_id, None, None, now).await?;
+                let events = Self::push_events(&mut tx, &[a, b], "chat_created", chat_id, None, now).await?;
                 tx.commit().await?;
                 Ok(NewChat { chat_id, events, reached_out: true })
             }
@@ -622,33 +608,17 @@ macro_rules! impl_store {
                 };
                 let members = Self::members(&mut *tx, chat_id).await?;
                 let events =
-                    Self::push_events(&mut tx, &members, "read", chat_id, None, Some((user_id, up_to)), now).await?;
+                    Self::push_events(&mut tx, &members, "read", chat_id, Some((user_id, up_to)), now).await?;
                 tx.commit().await?;
                 Ok(ReadOutcome::Updated { up_to, events })
             }
 
             #[tracing::instrument(skip_all)]
-            async fn cursor(&self, user_id: i64) -> StoreResult<i64> {
-                let _timer = $crate::metrics::StoreTimer::start("cursor");
-                let (pos,): (i64,) = sqlx::query_as(concat!("SELECT last_event_pos FROM ", $streams, " WHERE id = $1"))
-                    .bind(user_id)
-                    .fetch_one(self.reader())
-                    .await?;
-                Ok(pos)
-            }
-
-            async fn cursors(&self, user_ids: &[i64]) -> StoreResult<Vec<(i64, i64)>> {
-                if user_ids.is_empty() {
-                    return Ok(Vec::new());
-                }
-                let _timer = $crate::metrics::StoreTimer::start("cursors");
-                let mut query = sqlx::QueryBuilder::<$db>::new(concat!("SELECT id, last_event_pos FROM ", $streams, " WHERE id IN ("));
-                let mut list = query.separated(", ");
-                for id in user_ids {
-                    list.push_bind(*id);
-                }
-                list.push_unseparated(")");
-                Ok(query.build_query_as::<(i64, i64)>().fetch_all(self.reader()).await?)
+            async fn clock(&self) -> StoreResult<i64> {
+                let _timer = $crate::metrics::StoreTimer::start("clock");
+                let (value,): (i64,) =
+                    sqlx::query_as("SELECT value FROM clock WHERE id = 1").fetch_one(self.reader()).await?;
+                Ok(value)
             }
 
             async fn history_epoch(&self) -> StoreResult<i64> {
@@ -666,22 +636,74 @@ macro_rules! impl_store {
                 Ok(epoch)
             }
 
+            /// The user's chats' messages and their other events past `since`, merged by position.
+            /// The clock is read first: every position up to its value has committed (positions
+            /// commit in order), so what the later statements find up to it is complete, and
+            /// nothing past it is taken. Each chat and the events are read once, at most `limit`
+            /// rows each; where one of them filled its `limit`, the page ends at its last row
+            /// (past it, that source may hold more).
             #[tracing::instrument(skip_all)]
-            async fn events_since(&self, user_id: i64, since: i64, limit: i64) -> StoreResult<Vec<EventRecord>> {
+            async fn events_since(&self, user_id: i64, since: i64, limit: i64) -> StoreResult<EventPage> {
                 let _timer = $crate::metrics::StoreTimer::start("events_since");
-                let rows = sqlx::query_as::<$db, EventRow>(
-                    "SELECT e.pos, e.kind, e.chat_id, e.reader_id, e.up_to,
-                            m.id AS m_id, m.seq AS m_seq, m.sender_id AS m_sender_id, m.client_id AS m_client_id,
-                            m.body AS m_body, m.created_at AS m_created_at
-                     FROM events e LEFT JOIN messages m ON m.id = e.message_id
-                     WHERE e.user_id = $1 AND e.pos > $2 ORDER BY e.pos LIMIT $3",
+                let limit = limit.max(1);
+                let mut conn = self.reader().acquire().await?;
+                let (clock,): (i64,) = sqlx::query_as("SELECT value FROM clock WHERE id = 1").fetch_one(&mut *conn).await?;
+                if since >= clock {
+                    return Ok(EventPage { events: Vec::new(), next: since, more: false, clock });
+                }
+                let chat_ids: Vec<(i64,)> = sqlx::query_as(
+                    "SELECT cm.chat_id FROM chat_members cm JOIN chats c ON c.id = cm.chat_id
+                     WHERE cm.user_id = $1 AND c.last_pos > $2 ORDER BY cm.chat_id",
                 )
                 .bind(user_id)
                 .bind(since)
-                .bind(limit)
-                .fetch_all(self.reader())
+                .fetch_all(&mut *conn)
                 .await?;
-                rows.into_iter().map(EventRow::into_record).collect()
+                let chat_ids: Vec<i64> = chat_ids.into_iter().map(|(id,)| id).collect();
+                let messages = Self::messages_after(&mut conn, &chat_ids, since, clock, limit).await?;
+                let events = sqlx::query_as::<$db, EventRow>(
+                    "SELECT pos, kind, chat_id, reader_id, up_to FROM events
+                     WHERE user_id = $1 AND pos > $2 AND pos <= $3 ORDER BY pos LIMIT $4",
+                )
+                .bind(user_id)
+                .bind(since)
+                .bind(clock)
+                .bind(limit)
+                .fetch_all(&mut *conn)
+                .await?;
+                drop(conn);
+
+                // The smallest last position among the sources that filled their limit.
+                let mut cut: Option<i64> = None;
+                let mut cut_at = |pos: i64| cut = Some(cut.map_or(pos, |c: i64| c.min(pos)));
+                if events.len() as i64 == limit {
+                    cut_at(events.last().map_or(clock, |e| e.pos));
+                }
+                let mut run = (0_i64, 0_i64);
+                for m in &messages {
+                    run = if run.0 == m.chat_id { (m.chat_id, run.1 + 1) } else { (m.chat_id, 1) };
+                    if run.1 == limit {
+                        cut_at(m.id);
+                    }
+                }
+                let end = cut.unwrap_or(clock);
+                let mut records = Vec::with_capacity(messages.len() + events.len());
+                for row in events.into_iter().filter(|e| e.pos <= end) {
+                    records.push(row.into_record()?);
+                }
+                records.extend(messages.into_iter().filter(|m| m.id <= end).map(|m| EventRecord {
+                    pos: m.id,
+                    chat_id: m.chat_id,
+                    kind: EventKind::Message(m),
+                }));
+                records.sort_unstable_by_key(|r| r.pos);
+                Ok(if records.len() as i64 > limit {
+                    records.truncate(limit as usize);
+                    let next = records.last().map_or(since, |r| r.pos);
+                    EventPage { events: records, next, more: true, clock }
+                } else {
+                    EventPage { events: records, next: end, more: cut.is_some(), clock }
+                })
             }
 
             #[tracing::instrument(skip_all)]
@@ -987,7 +1009,7 @@ macro_rules! impl_store {
                 .await?;
                 let mut announced = Vec::with_capacity(friends.len());
                 for (friend, chat_id) in friends {
-                    for pos in Self::push_events(&mut tx, &[friend], "chat_created", chat_id, None, None, now).await? {
+                    for pos in Self::push_events(&mut tx, &[friend], "chat_created", chat_id, None, now).await? {
                         announced.push((chat_id, pos));
                     }
                 }
@@ -1034,38 +1056,27 @@ pub(crate) struct BatchMember {
     pub epoch: Option<i64>,
 }
 
-/// An event row to store, its position already handed out.
+/// An event row to store (a chat started, a read marker), its position already taken.
 pub(crate) struct NewEvent {
     pub user_id: i64,
     pub pos: i64,
     pub kind: &'static str,
     pub chat_id: i64,
-    pub message_id: Option<i64>,
     /// The reader and the `seq` they read up to, for `read` events.
     pub reader: Option<(i64, i64)>,
     pub created_at: i64,
 }
 
-/// A message found stored when a batch looked for its `(sender_id, client_id)` pairs (a resend),
-/// with its sender's event position (`sender_pos`, the cursor a duplicate answers with).
-#[derive(sqlx::FromRow)]
-pub(crate) struct CommittedMessage {
-    #[sqlx(flatten)]
-    pub message: super::MessageRecord,
-    pub sender_pos: Option<i64>,
-}
-
 /// What one batch of messages writes, decided from what the database holds; each backend's
 /// `write_batch` stores it in one transaction and returns, by index into `batch`, each stored
-/// message with its events' positions (ascending by user).
+/// message with its members' positions for it.
 pub(crate) struct BatchWrite<'a> {
     pub batch: &'a [super::NewMessage],
     /// The messages to store (indexes into `batch`) by chat, chats ascending; a chat's messages
     /// in batch order, which is the order of their `seq`.
     pub by_chat: std::collections::BTreeMap<i64, Vec<usize>>,
-    /// The events to append (indexes into `batch`) by member, members ascending; a member's in
-    /// the order of their positions.
-    pub events_of: std::collections::BTreeMap<i64, Vec<usize>>,
+    /// The members (ascending) of each chat of `by_chat`, who are told of its messages.
+    pub members_of: std::collections::BTreeMap<i64, Vec<i64>>,
     /// (chat, sender) of a sender's first message in a chat, as far as the batch knows: their
     /// `reached_out` turns true. `write_batch` returns those it turned, leaving out any another
     /// writer turned meanwhile (or before, unseen by members kept in memory).
@@ -1077,22 +1088,42 @@ pub(crate) struct BatchWrite<'a> {
     pub members_epoch: Option<i64>,
 }
 
-/// What `write_batch` returns for each message of a batch: the stored message and its events.
+/// What `write_batch` returns for each message of a batch: the stored message and its members'
+/// positions for it (all its id).
 pub(crate) type Written = Option<(super::MessageRecord, Vec<super::EventPos>)>;
 
 impl BatchWrite<'_> {
+    /// How many messages the batch stores: the positions it takes from the clock.
+    pub fn len(&self) -> usize {
+        self.by_chat.values().map(Vec::len).sum()
+    }
+
+    /// Each chat's last message's rank (1-based) in `by_chat` order: its position is the clock's
+    /// value before the batch plus that.
+    pub fn last_ranks(&self) -> Vec<i64> {
+        let mut rank = 0;
+        self.by_chat
+            .values()
+            .map(|list| {
+                rank += list.len() as i64;
+                rank
+            })
+            .collect()
+    }
+
     /// The batch's messages as stored, by index into `batch`, from what the counters held before
-    /// it: the n-th message in `by_chat` order gets `ids[n]`, the c-th chat's messages the `seq`s
-    /// after `seq_before[c]`, and the u-th member in `events_of` the positions after
-    /// `pos_before[u]`, in the same orders. Both backends number a batch this way.
-    pub fn written(&self, seq_before: &[i64], pos_before: &[i64], ids: &[i64]) -> Vec<Written> {
+    /// it: the n-th message in `by_chat` order takes the clock's `clock_before + n` (1-based) as
+    /// its id and position, and the c-th chat's messages the `seq`s after `seq_before[c]`. Both
+    /// backends number a batch this way.
+    pub fn written(&self, seq_before: &[i64], clock_before: i64) -> Vec<Written> {
         let mut written: Vec<Written> = vec![None; self.batch.len()];
-        let mut ids = ids.iter();
+        let mut id = clock_before;
         for ((&chat_id, indexes), before) in self.by_chat.iter().zip(seq_before) {
             for (k, &i) in indexes.iter().enumerate() {
                 let m = &self.batch[i];
+                id += 1;
                 let message = super::MessageRecord {
-                    id: *ids.next().expect("an id for each message"),
+                    id,
                     chat_id,
                     seq: before + k as i64 + 1,
                     sender_id: m.sender_id,
@@ -1100,14 +1131,9 @@ impl BatchWrite<'_> {
                     body: m.body.clone(),
                     created_at: m.now,
                 };
-                written[i] = Some((message, Vec::new()));
-            }
-        }
-        for ((&user_id, indexes), before) in self.events_of.iter().zip(pos_before) {
-            for (k, &i) in indexes.iter().enumerate() {
-                if let Some((_, events)) = &mut written[i] {
-                    events.push(super::EventPos { user_id, pos: before + k as i64 + 1 });
-                }
+                let events =
+                    self.members_of[&chat_id].iter().map(|&user_id| super::EventPos { user_id, pos: id }).collect();
+                written[i] = Some((message, events));
             }
         }
         written
@@ -1204,15 +1230,14 @@ impl ChatRow {
     }
 }
 
+/// An event that is not a message (a chat started, a read marker).
 #[derive(Debug, sqlx::FromRow)]
 pub(crate) struct EventRow {
-    pos: i64,
+    pub(crate) pos: i64,
     kind: String,
     chat_id: i64,
     reader_id: Option<i64>,
     up_to: Option<i64>,
-    #[sqlx(flatten)]
-    message: JoinedMessage,
 }
 
 impl EventRow {
@@ -1221,7 +1246,6 @@ impl EventRow {
         let corrupt =
             || super::StoreError::Corrupt(format!("event {} of kind {:?} lacks its data", self.pos, self.kind));
         let kind = match self.kind.as_str() {
-            "message" => EventKind::Message(self.message.into_record(self.chat_id).ok_or_else(corrupt)?),
             "chat_created" => EventKind::ChatCreated,
             "read" => EventKind::Read {
                 reader_id: self.reader_id.ok_or_else(corrupt)?,

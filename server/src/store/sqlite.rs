@@ -7,8 +7,8 @@ use sqlx::{
 };
 
 use super::{
-    sql::{batch_members_select, chat_query, impl_store, BatchMember, BatchWrite, CommittedMessage, NewEvent, Written},
-    EventPos, MessageRecord, Millis, NewMessage, StoreError, StoreResult,
+    sql::{batch_members_select, chat_query, impl_store, BatchMember, BatchWrite, NewEvent, Written},
+    MessageRecord, NewMessage, StoreError, StoreResult,
 };
 
 /// SQLite allows one writer at a time. Writes go through a single connection, so they queue in
@@ -81,10 +81,10 @@ async fn out_of_transaction(conn: &mut SqliteConnection) -> Result<bool, sqlx::E
     Ok(true)
 }
 
-impl_store!(SqliteStore, Sqlite, "sqlite", streams = "users");
+impl_store!(SqliteStore, Sqlite, "sqlite");
 
-/// Rows of events per statement: eight parameters each, under SQLite's limit of 32,766 per
-/// statement whatever the batch size (a 1:1 chat makes two events per message).
+/// Rows of events per statement: seven parameters each, under SQLite's limit of 32,766 per
+/// statement.
 const EVENTS_PER_INSERT: usize = 2048;
 /// Rows of messages per statement: seven parameters each, under the same limit.
 const MESSAGES_PER_INSERT: usize = 4096;
@@ -93,16 +93,9 @@ const MESSAGES_PER_INSERT: usize = 4096;
 /// SQLite runs in this process, so a statement costs its execution, not a round trip, and
 /// parsing a new shape is cheap next to writing the rows.
 impl SqliteStore {
-    async fn committed_messages(
-        conn: &mut SqliteConnection,
-        batch: &[NewMessage],
-    ) -> StoreResult<Vec<CommittedMessage>> {
-        // The unique index on the pair serves each lookup, and `events_message` the sender's event.
-        let mut query = QueryBuilder::<Sqlite>::new(
-            "SELECT m.*, e.pos AS sender_pos FROM messages m
-             LEFT JOIN events e ON e.message_id = m.id AND e.user_id = m.sender_id
-             WHERE (m.sender_id, m.client_id) IN (VALUES ",
-        );
+    async fn committed_messages(conn: &mut SqliteConnection, batch: &[NewMessage]) -> StoreResult<Vec<MessageRecord>> {
+        // The unique index on the pair serves each lookup.
+        let mut query = QueryBuilder::<Sqlite>::new("SELECT * FROM messages WHERE (sender_id, client_id) IN (VALUES ");
         let mut pairs = query.separated(", ");
         for m in batch {
             pairs.push("(").push_bind_unseparated(m.sender_id).push_unseparated(", ");
@@ -135,47 +128,51 @@ impl SqliteStore {
         Ok(query.build_query_as().fetch_all(conn).await?)
     }
 
-    /// Stores a batch in one transaction, a statement per step: counters of the chats, the
-    /// largest message id, counters of the members, then the messages and their events.
+    /// The messages of each chat with positions in `(since, up_to]`, at most `limit` a chat, by
+    /// chat and position: a statement per chat, each through `messages_chat_pos`. SQLite runs in
+    /// this process, so a statement costs no round trip.
+    async fn messages_after(
+        conn: &mut SqliteConnection,
+        chat_ids: &[i64],
+        since: i64,
+        up_to: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<MessageRecord>> {
+        let mut messages = Vec::new();
+        for &chat_id in chat_ids {
+            let rows: Vec<MessageRecord> = sqlx::query_as(
+                "SELECT * FROM messages WHERE chat_id = $1 AND id > $2 AND id <= $3 ORDER BY id LIMIT $4",
+            )
+            .bind(chat_id)
+            .bind(since)
+            .bind(up_to)
+            .bind(limit)
+            .fetch_all(&mut *conn)
+            .await?;
+            messages.extend(rows);
+        }
+        Ok(messages)
+    }
+
+    /// Stores a batch in one transaction, a statement per step: the chats' counters, the clock,
+    /// then the messages. SQLite has one writer, so there is no lock order to keep.
     async fn write_batch(
         conn: &mut SqliteConnection,
         w: &BatchWrite<'_>,
     ) -> StoreResult<(Vec<Written>, Vec<(i64, i64)>)> {
         let mut tx = conn.begin().await?;
-        let counts = w.by_chat.iter().map(|(&chat, list)| (chat, list.len() as i64));
-        let last_seq = Self::bump(&mut tx, "chats", "last_seq", Some(w.now), counts).await?;
-        // The ids too are handed out here: this transaction holds SQLite's one write lock since
-        // the update above, and `sqlite_sequence` keeps the largest id `messages` ever had (its
-        // id is AUTOINCREMENT, so an id is never used twice), which the insert moves on.
-        let (last_id,): (i64,) =
-            sqlx::query_as("SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'messages'), 0)")
-                .fetch_one(&mut *tx)
-                .await?;
-        let counts = w.events_of.iter().map(|(&user, list)| (user, list.len() as i64));
-        let last_pos = Self::bump(&mut tx, Self::STREAMS, "last_event_pos", None, counts).await?;
+        let taken = w.len() as i64;
+        let (clock,): (i64,) = sqlx::query_as("UPDATE clock SET value = value + $1 WHERE id = 1 RETURNING value")
+            .bind(taken)
+            .fetch_one(&mut *tx)
+            .await?;
+        let clock_before = clock - taken;
+        let last_seq = Self::bump_chats(&mut tx, w, clock_before).await?;
         let seq_before: Vec<i64> = w.by_chat.iter().map(|(chat, list)| last_seq[chat] - list.len() as i64).collect();
-        let pos_before: Vec<i64> = w.events_of.iter().map(|(user, list)| last_pos[user] - list.len() as i64).collect();
-        let ids: Vec<i64> = (last_id + 1..).take(w.by_chat.values().map(Vec::len).sum()).collect();
-        let written = w.written(&seq_before, &pos_before, &ids);
+        let written = w.written(&seq_before, clock_before);
 
         let rows: Vec<&MessageRecord> = written.iter().flatten().map(|(message, _)| message).collect();
         Self::insert_messages(&mut tx, &rows).await?;
-        let events: Vec<NewEvent> = written
-            .iter()
-            .flatten()
-            .flat_map(|(message, positions)| {
-                positions.iter().map(|&EventPos { user_id, pos }| NewEvent {
-                    user_id,
-                    pos,
-                    kind: "message",
-                    chat_id: message.chat_id,
-                    message_id: Some(message.id),
-                    reader: None,
-                    created_at: message.created_at,
-                })
-            })
-            .collect();
-        Self::insert_events(&mut tx, &events).await?;
         // Rare: one statement per sender and chat.
         let mut reached_out = Vec::new();
         for &(chat_id, user_id) in &w.first_words {
@@ -209,36 +206,33 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// Adds `count` to `column` of each row `(id, count)` in one statement (and sets
-    /// `last_activity_at` when given); returns each row's new value; `Retry` if a row is gone.
-    /// SQLite has one writer at a time, so there is no lock order to keep.
-    async fn bump(
+    /// Moves the batch's chats' counters in one statement (`last_seq` by their messages,
+    /// `last_pos` to their last message's position, `last_activity_at`); returns each chat's new
+    /// `last_seq`; `Retry` if a chat is gone.
+    async fn bump_chats(
         tx: &mut sqlx::Transaction<'_, Sqlite>,
-        table: &str,
-        column: &str,
-        activity: Option<Millis>,
-        counts: impl Iterator<Item = (i64, i64)>,
+        w: &BatchWrite<'_>,
+        clock_before: i64,
     ) -> StoreResult<HashMap<i64, i64>> {
-        let counts: Vec<(i64, i64)> = counts.collect();
-        let counts_len = counts.len();
-        let mut query = QueryBuilder::<Sqlite>::new(format!("UPDATE {table} SET {column} = {column} + CASE id"));
-        for &(id, count) in &counts {
-            query.push(" WHEN ").push_bind(id).push(" THEN ").push_bind(count);
+        let mut query = QueryBuilder::<Sqlite>::new("UPDATE chats SET last_seq = last_seq + CASE id");
+        for (&id, list) in &w.by_chat {
+            query.push(" WHEN ").push_bind(id).push(" THEN ").push_bind(list.len() as i64);
         }
-        query.push(" END");
-        if let Some(at) = activity {
-            query.push(", last_activity_at = ").push_bind(at);
+        query.push(" END, last_pos = CASE id");
+        for (&id, rank) in w.by_chat.keys().zip(w.last_ranks()) {
+            query.push(" WHEN ").push_bind(id).push(" THEN ").push_bind(clock_before + rank);
         }
+        query.push(" END, last_activity_at = ").push_bind(w.now);
         query.push(" WHERE id IN (");
         let mut list = query.separated(", ");
-        for &(id, _) in &counts {
+        for &id in w.by_chat.keys() {
             list.push_bind(id);
         }
-        list.push_unseparated(format!(") RETURNING id, {column}"));
+        list.push_unseparated(") RETURNING id, last_seq");
         let rows: Vec<(i64, i64)> = query.build_query_as().fetch_all(&mut **tx).await?;
-        if rows.len() < counts_len {
-            // A row went away under a concurrent transaction (a chat deleted with its last
-            // member's account): the next attempt sees that before it writes.
+        if rows.len() < w.by_chat.len() {
+            // A chat went away under a concurrent transaction (deleted with its last member's
+            // account): the next attempt sees that before it writes.
             return Err(StoreError::Retry);
         }
         Ok(rows.into_iter().collect())
@@ -249,14 +243,13 @@ impl SqliteStore {
     async fn insert_events(tx: &mut sqlx::Transaction<'_, Sqlite>, events: &[NewEvent]) -> StoreResult<()> {
         for chunk in events.chunks(EVENTS_PER_INSERT) {
             let mut query = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO events (user_id, pos, kind, chat_id, message_id, reader_id, up_to, created_at) ",
+                "INSERT INTO events (user_id, pos, kind, chat_id, reader_id, up_to, created_at) ",
             );
             query.push_values(chunk, |mut row, e| {
                 row.push_bind(e.user_id)
                     .push_bind(e.pos)
                     .push_bind(e.kind)
                     .push_bind(e.chat_id)
-                    .push_bind(e.message_id)
                     .push_bind(e.reader.map(|r| r.0))
                     .push_bind(e.reader.map(|r| r.1))
                     .push_bind(e.created_at);

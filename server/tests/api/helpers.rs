@@ -39,7 +39,7 @@ fn postgres_admin_url() -> String {
 }
 
 /// A database of the test's own, removed when the test ends.
-enum TestDatabase {
+pub enum TestDatabase {
     Sqlite,
     Postgres { schema: String },
 }
@@ -79,16 +79,10 @@ impl Drop for TestApp {
     }
 }
 
-/// A server with the default test configuration (SMTP sink, `verify` signups).
-pub async fn spawn(backend: Backend) -> TestApp {
-    spawn_with(backend, |_| {}).await
-}
-
-/// A server whose configuration `tweak` adjusts before it starts.
-pub async fn spawn_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> TestApp {
-    let smtp = SmtpSink::start().await;
-    let data_dir = std::env::temp_dir().join(format!("parley-test-{}", uuid::Uuid::new_v4()));
-    let (database_url, db) = match backend {
+/// An empty database of the test's own: a file in `data_dir`, or a Postgres schema. Its URL, and
+/// what removes it when dropped.
+pub async fn empty_database(backend: Backend, data_dir: &std::path::Path) -> (String, TestDatabase) {
+    match backend {
         Backend::Sqlite => (format!("sqlite://{}", data_dir.join("parley.db").display()), TestDatabase::Sqlite),
         Backend::Postgres => {
             use sqlx::Connection;
@@ -101,7 +95,19 @@ pub async fn spawn_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Te
             let url = format!("{}{sep}options=-c%20search_path%3D{schema}", postgres_admin_url());
             (url, TestDatabase::Postgres { schema })
         }
-    };
+    }
+}
+
+/// A server with the default test configuration (SMTP sink, `verify` signups).
+pub async fn spawn(backend: Backend) -> TestApp {
+    spawn_with(backend, |_| {}).await
+}
+
+/// A server whose configuration `tweak` adjusts before it starts.
+pub async fn spawn_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> TestApp {
+    let smtp = SmtpSink::start().await;
+    let data_dir = std::env::temp_dir().join(format!("parley-test-{}", uuid::Uuid::new_v4()));
+    let (database_url, db) = empty_database(backend, &data_dir).await;
     let mut config = Config {
         bind: "127.0.0.1:0".parse().unwrap(),
         data_dir: data_dir.clone(),

@@ -6,6 +6,7 @@ mod chats;
 mod fuzz;
 mod helpers;
 mod leaving;
+mod migration;
 mod password_reset;
 mod privacy;
 mod realtime;

@@ -23,15 +23,15 @@ async fn store_with_accounts(app: &TestApp, names: &[&str]) -> (Arc<dyn Store>, 
     (store, ids)
 }
 
-on_both_backends!(a_batch_stores_each_message_once_with_gapless_positions);
+on_both_backends!(a_batch_stores_each_message_once_at_consecutive_positions);
 
-async fn a_batch_stores_each_message_once_with_gapless_positions(backend: Backend) {
+async fn a_batch_stores_each_message_once_at_consecutive_positions(backend: Backend) {
     let app = spawn(backend).await;
     let (store, ids) = store_with_accounts(&app, &["ada", "bo", "cy", "eve"]).await;
     let (ada, bo, cy, eve) = (ids[0], ids[1], ids[2], ids[3]);
     let ada_bo = store.create_chat(ada, bo, 1).await.unwrap().chat_id;
     let ada_cy = store.create_chat(ada, cy, 1).await.unwrap().chat_id;
-    let before = store.cursor(ada).await.unwrap();
+    let before = store.clock().await.unwrap();
 
     let message = |chat_id, sender_id, client_id: &str, body: &str| NewMessage {
         chat_id,
@@ -59,7 +59,7 @@ async fn a_batch_stores_each_message_once_with_gapless_positions(backend: Backen
     match &outcomes[2] {
         SendOutcome::Duplicate { message, cursor } => {
             assert_eq!(message, one);
-            assert_eq!(Some(*cursor), one_events.iter().find(|e| e.user_id == ada).map(|e| e.pos));
+            assert_eq!(*cursor, one.id, "a message's position is its id");
         }
         other => panic!("{other:?}"),
     }
@@ -68,16 +68,25 @@ async fn a_batch_stores_each_message_once_with_gapless_positions(backend: Backen
     let SendOutcome::Created { message: two, .. } = &outcomes[5] else { panic!("{:?}", outcomes[5]) };
     assert_eq!(two.seq, 2);
 
-    // Ada's stream grew by exactly her three new events, with no gap and in batch order.
-    let events = store.events_since(ada, before, 100).await.unwrap();
-    assert_eq!(events.iter().map(|e| e.pos).collect::<Vec<_>>(), vec![before + 1, before + 2, before + 3]);
-    assert_eq!(store.cursor(ada).await.unwrap(), before + 3);
+    // The clock moved by the three new messages, each of Ada's chats' in the order of its seq
+    // (the chats in ascending id), and every member is told of each at its position.
+    let ids = [one.id, two.id, to_cy.id];
+    assert_eq!(ids, [before + 1, before + 2, before + 3]);
+    let mut members: Vec<(i64, i64)> = one_events.iter().map(|e| (e.user_id, e.pos)).collect();
+    members.sort_unstable();
+    assert_eq!(members, [(ada, one.id), (bo, one.id)]);
+    let page = store.events_since(ada, before, 100).await.unwrap();
+    assert_eq!(page.events.iter().map(|e| e.pos).collect::<Vec<_>>(), ids);
+    assert_eq!((page.next, page.more, page.clock), (before + 3, false, before + 3));
+    let page = store.events_since(cy, before, 100).await.unwrap();
+    assert_eq!(page.events.iter().map(|e| e.pos).collect::<Vec<_>>(), [to_cy.id], "Cy's stream has a hole");
+    assert_eq!(page.next, before + 3, "and its cursor passes over it");
     // Resending the whole batch stores nothing new.
     let again = store.send_messages(&batch[..1]).await.unwrap();
     let SendOutcome::Duplicate { message, cursor } = &again[0] else { panic!("{:?}", again[0]) };
     assert_eq!(message, one);
-    assert_eq!(Some(*cursor), one_events.iter().find(|e| e.user_id == ada).map(|e| e.pos), "the sender's cursor");
-    assert_eq!(store.cursor(ada).await.unwrap(), before + 3);
+    assert_eq!(*cursor, one.id, "the sender's cursor");
+    assert_eq!(store.clock().await.unwrap(), before + 3);
     assert_eq!(store.messages_before(ada_bo, i64::MAX, 10).await.unwrap().len(), 2);
 }
 
@@ -194,88 +203,18 @@ async fn a_chat_deleted_while_its_batch_waits_for_the_row_is_refused_whole() {
 
     let outcomes = send.await.unwrap().expect("the batch is tried again, not failed");
     assert!(matches!(outcomes[..], [SendOutcome::NotMember]), "{outcomes:?}");
-    let (messages, events): (i64, i64) =
-        sqlx::query_as("SELECT (SELECT count(*) FROM messages), (SELECT count(*) FROM events WHERE kind = 'message')")
+    let (messages, clock): (i64, i64) =
+        sqlx::query_as("SELECT (SELECT count(*) FROM messages), (SELECT value FROM clock)")
             .fetch_one(&mut watcher)
             .await
             .unwrap();
-    assert_eq!((messages, events), (0, 0), "nothing of the message is stored");
-}
-
-/// A message keeps its sender's event position for the answer to a resend; one stored by a node
-/// older than that column (a rolling upgrade) has none, and the sender's event gives it.
-/// Postgres only: SQLite finds it through its index on the events' message.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_resend_of_a_message_stored_without_its_sender_position_gets_the_first_cursor() {
-    use sqlx::Connection;
-    let app = spawn(Backend::Postgres).await;
-    let (store, ids) = store_with_accounts(&app, &["ada", "bo"]).await;
-    let chat_id = store.create_chat(ids[0], ids[1], 1).await.unwrap().chat_id;
-    let message = |n: u32| NewMessage {
-        chat_id,
-        sender_id: ids[0],
-        client_id: format!("00000000-0000-4000-8000-{n:012}"),
-        body: format!("message {n}"),
-        now: 2,
-    };
-    let first = store.send_messages(&[message(1), message(2)]).await.unwrap();
-    let cursors: Vec<i64> = first
-        .iter()
-        .map(|outcome| match outcome {
-            SendOutcome::Created { events, .. } => events.iter().find(|e| e.user_id == ids[0]).unwrap().pos,
-            other => panic!("{other:?}"),
-        })
-        .collect();
-
-    let mut db = sqlx::PgConnection::connect(&app.config.database_url()).await.unwrap();
-    let kept: Vec<(Option<i64>,)> =
-        sqlx::query_as("SELECT sender_pos FROM messages ORDER BY seq").fetch_all(&mut db).await.unwrap();
-    assert_eq!(kept, cursors.iter().map(|&c| (Some(c),)).collect::<Vec<_>>(), "each message keeps its cursor");
-    sqlx::query("UPDATE messages SET sender_pos = NULL WHERE seq = 2").execute(&mut db).await.unwrap();
-
-    let again = store.send_messages(&[message(1), message(2)]).await.unwrap();
-    let answered: Vec<i64> = again
-        .iter()
-        .map(|outcome| match outcome {
-            SendOutcome::Duplicate { cursor, .. } => *cursor,
-            other => panic!("{other:?}"),
-        })
-        .collect();
-    assert_eq!(answered, cursors);
-}
-
-/// Every account has its event counter from the start, however it was made: the batch locks
-/// and moves it, and a batch to an account without one would fail.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_new_account_has_an_event_counter_on_postgres() {
-    use sqlx::Connection;
-    let app = spawn(Backend::Postgres).await;
-    let (store, ids) = store_with_accounts(&app, &["ada", "bo"]).await;
-    let chat_id = store.create_chat(ids[0], ids[1], 1).await.unwrap().chat_id;
-    let mut db = sqlx::PgConnection::connect(&app.config.database_url()).await.unwrap();
-    let counters: Vec<(i64, i64)> =
-        sqlx::query_as("SELECT id, last_event_pos FROM user_streams ORDER BY id").fetch_all(&mut db).await.unwrap();
-    // Each has the `chat_created` event of their chat.
-    assert_eq!(counters, vec![(ids[0], 1), (ids[1], 1)]);
-    assert_eq!(store.cursor(ids[1]).await.unwrap(), 1);
-    let outcomes = store
-        .send_messages(&[NewMessage {
-            chat_id,
-            sender_id: ids[0],
-            client_id: "00000000-0000-4000-8000-000000000001".into(),
-            body: "hi".into(),
-            now: 2,
-        }])
-        .await
-        .unwrap();
-    assert!(matches!(outcomes[..], [SendOutcome::Created { .. }]), "{outcomes:?}");
-    assert_eq!(store.cursor(ids[1]).await.unwrap(), 2);
+    assert_eq!((messages, clock), (0, 1), "nothing of the message is stored, and no position taken");
 }
 
 /// Postgres remembers chats' members between batches. A batch whose chats' members changed since
 /// (another chat started moves the membership epoch) stores nothing and is tried again with its
-/// members read anew; its failed attempt must not move the members' event counters either, or
-/// their streams would have holes and their cursors would point past their last event.
+/// members read anew; its failed attempt must not take positions of the clock either, or every
+/// node's sequencer would wait for positions nobody publishes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_whose_remembered_members_changed_leaves_no_hole_in_the_streams() {
     let app = spawn(Backend::Postgres).await;
@@ -295,8 +234,88 @@ async fn a_batch_whose_remembered_members_changed_leaves_no_hole_in_the_streams(
     let outcomes = store.send_messages(&[message(2)]).await.unwrap();
     assert!(matches!(outcomes[..], [SendOutcome::Created { .. }]), "{outcomes:?}");
     for user in [ada, bo] {
-        let positions: Vec<i64> = store.events_since(user, 0, 100).await.unwrap().into_iter().map(|e| e.pos).collect();
-        assert_eq!(positions, [1, 2, 3], "the chat created and two messages, one after the other");
-        assert_eq!(store.cursor(user).await.unwrap(), 3, "the cursor names the last event");
+        let page = store.events_since(user, 0, 100).await.unwrap();
+        let positions: Vec<i64> = page.events.iter().map(|e| e.pos).collect();
+        assert_eq!(positions, [1, 2, 4], "the chat created and two messages; Cy and Dee's chat between");
     }
+    assert_eq!(store.clock().await.unwrap(), 4, "no position taken by the refused attempt");
+}
+
+on_both_backends!(a_users_stream_merges_their_chats_and_events_in_pages_of_any_size);
+
+/// A user's stream is their chats' messages and their other events (chats started, read
+/// markers) merged by position, with holes where other users' positions are. Each page reads a
+/// chat at most `limit` rows deep; where one ran out, the page ends there, and the next resumes
+/// from it: whatever the page size, every event comes once, in order.
+async fn a_users_stream_merges_their_chats_and_events_in_pages_of_any_size(backend: Backend) {
+    let app = spawn(backend).await;
+    let (store, ids) = store_with_accounts(&app, &["ada", "bo", "cy", "dee"]).await;
+    let (ada, bo, cy, dee) = (ids[0], ids[1], ids[2], ids[3]);
+    let with_bo = store.create_chat(ada, bo, 1).await.unwrap().chat_id;
+    let with_cy = store.create_chat(ada, cy, 1).await.unwrap().chat_id;
+    let elsewhere = store.create_chat(cy, dee, 1).await.unwrap().chat_id;
+    let mut sent = 0;
+    let mut send = |chat_id: i64, sender_id: i64| {
+        sent += 1;
+        let message = NewMessage {
+            chat_id,
+            sender_id,
+            client_id: format!("00000000-0000-4000-8000-{sent:012}"),
+            body: format!("message {sent}"),
+            now: 2,
+        };
+        let store = store.clone();
+        async move {
+            match &store.send_messages(&[message]).await.unwrap()[..] {
+                [SendOutcome::Created { message, .. }] => message.id,
+                other => panic!("{other:?}"),
+            }
+        }
+    };
+    let mut ada_sees = vec![1, 2];
+    for (chat_id, sender) in [(with_bo, ada), (with_cy, cy), (with_bo, bo), (elsewhere, dee), (with_cy, ada)] {
+        let pos = send(chat_id, sender).await;
+        if chat_id != elsewhere {
+            ada_sees.push(pos);
+        }
+    }
+    let read = match store.mark_read(with_bo, bo, 2, 3).await.unwrap() {
+        store::ReadOutcome::Updated { events, .. } => events[0].pos,
+        other => panic!("{other:?}"),
+    };
+    ada_sees.push(read);
+    for (chat_id, sender) in [(with_bo, ada), (with_bo, bo), (elsewhere, cy), (with_bo, ada), (with_cy, cy)] {
+        let pos = send(chat_id, sender).await;
+        if chat_id != elsewhere {
+            ada_sees.push(pos);
+        }
+    }
+    let clock = store.clock().await.unwrap();
+    assert_eq!(ada_sees.len(), 11);
+    assert!(ada_sees.windows(2).all(|w| w[0] < w[1]));
+
+    for limit in [1, 2, 3, 5, 100] {
+        let (mut since, mut seen, mut pages) = (0, Vec::new(), 0);
+        loop {
+            let page = store.events_since(ada, since, limit).await.unwrap();
+            assert!(page.events.len() as i64 <= limit, "limit {limit}: {page:?}");
+            assert!(page.events.iter().all(|e| e.pos > since && e.pos <= page.next), "limit {limit}: {page:?}");
+            seen.extend(page.events.iter().map(|e| e.pos));
+            pages += 1;
+            assert!(page.next >= since && pages < 100, "limit {limit}: no progress at {since}");
+            since = page.next;
+            if !page.more {
+                break;
+            }
+        }
+        assert_eq!(seen, ada_sees, "limit {limit}");
+        assert_eq!(since, clock, "limit {limit}: the last page ends at the clock");
+    }
+    let first = store.events_since(ada, 0, 3).await.unwrap();
+    assert_eq!(first.events.iter().map(|e| e.pos).collect::<Vec<_>>(), ada_sees[..3]);
+    assert!(first.more);
+    let kinds: Vec<_> = store.events_since(bo, 0, 100).await.unwrap().events.into_iter().map(|e| e.kind).collect();
+    assert!(matches!(kinds[0], store::EventKind::ChatCreated), "{kinds:?}");
+    assert!(kinds.iter().any(|k| matches!(k, store::EventKind::Read { reader_id, up_to: 2 } if *reader_id == bo)));
+    assert_eq!(kinds.len(), 1 + 2 + 1 + 3, "Bo's chat: created, two messages, his read marker, three more");
 }

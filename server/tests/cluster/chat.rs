@@ -71,8 +71,8 @@ async fn users_on_different_nodes_chat_both_ways_with_presence_and_unread() {
     assert_eq!(chat_with(&c, &ada.token, bo.user.id).await.friend_read_up_to, acked.seq);
 
     // Each connection got its user's stream in order with no gap, across three writers' nodes.
-    ada_ws.assert_stream_in_order("Ada on node A");
-    bo_ws.assert_stream_in_order("Bo on node B");
+    ada_ws.assert_stream_in_order("Ada on node A", &a, &ada.token).await;
+    bo_ws.assert_stream_in_order("Bo on node B", &b, &bo.token).await;
 
     // Bo leaves node B: Ada hears it on node A, and node C shows him offline with a last-seen.
     bo_ws.close().await;
@@ -118,8 +118,9 @@ async fn the_same_user_on_two_nodes_sees_everything() {
     laptop
         .next_matching("its own read marker", |f| matches!(f, ServerFrame::Event(Event::Read { .. })).then_some(()))
         .await;
-    for (ws, name) in [(&phone, "phone"), (&laptop, "laptop"), (&bo_ws, "Bo")] {
-        ws.assert_stream_in_order(name);
+    for (ws, name, token) in [(&phone, "phone", &ada.token), (&laptop, "laptop", &ada.token), (&bo_ws, "Bo", &bo.token)]
+    {
+        ws.assert_stream_in_order(name, &a, token).await;
     }
     // Five sent, one received, one read marker: the same seven positions on both devices.
     assert_eq!((phone.positions.len(), laptop.positions.len()), (7, 7), "both devices saw the whole stream");

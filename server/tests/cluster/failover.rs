@@ -124,7 +124,7 @@ async fn a_killed_nodes_users_show_offline_within_the_ttl_and_catch_up_on_anothe
     // have every member's connections check the store.
     let from_ada: Vec<String> = (0..MESSAGES).map(client_id).collect();
     receive_all(&mut bo_ws, &from_ada, Duration::from_secs(15), "Bo").await;
-    bo_ws.assert_stream_in_order("Bo on node A");
+    bo_ws.assert_stream_in_order("Bo on node A", &a, &bo.token).await;
 
     // The store holds each message once.
     let (everything, _) = sync_all(&a, &bo.token, "").await;
@@ -182,7 +182,7 @@ async fn redis_restarted_during_traffic_nodes_resubscribe_and_clients_converge()
     // and node A has told the cluster what it could not publish.
     let from_ada: Vec<String> = (0..MESSAGES).map(client_id).collect();
     receive_all(&mut bo_ws, &from_ada, Duration::from_secs(20), "Bo").await;
-    bo_ws.assert_stream_in_order("Bo on node B");
+    bo_ws.assert_stream_in_order("Bo on node B", &a, &bo.token).await;
     eprintln!("Bo had every message {:?} after Redis came back", restarted_at.elapsed());
 
     // And the fast path is back, not only the catch-up: a new message arrives at once, both ways.
@@ -252,7 +252,7 @@ async fn messages_a_node_committed_but_never_published_reach_the_recipient_when_
     }
     let from_ada: Vec<String> = (0..N).map(client_id).collect();
     receive_all(&mut bo_ws, &from_ada, Duration::from_secs(10), "Bo").await;
-    bo_ws.assert_stream_in_order("Bo on node A");
+    bo_ws.assert_stream_in_order("Bo on node A", &a, &bo.token).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -307,7 +307,7 @@ async fn an_event_a_node_never_published_reaches_the_other_nodes_within_the_ttl_
     eprintln!("an unpublished read marker reached the other node's socket after {took:?} (TTL {PRESENCE_TTL_SECS} s)");
     assert_eq!(up_to, message.seq);
     assert!(took <= Duration::from_secs(PRESENCE_TTL_SECS + 1), "after {took:?}");
-    bo_ws.assert_stream_in_order("Bo on node A");
+    bo_ws.assert_stream_in_order("Bo on node A", &a, &bo.token).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -337,5 +337,5 @@ async fn a_redis_that_hangs_holds_up_no_socket_and_nobody_loses_anything() {
     redis.resume();
     let from_ada: Vec<String> = (0..5).map(client_id).collect();
     receive_all(&mut bo_ws, &from_ada, Duration::from_secs(20), "Bo").await;
-    bo_ws.assert_stream_in_order("Bo on node B");
+    bo_ws.assert_stream_in_order("Bo on node B", &a, &bo.token).await;
 }

@@ -239,8 +239,8 @@ async fn a_chat_over_websockets_through_nginx_in_front_of_two_nodes() {
     ada_ws.say(chat.id, &crate::harness::client_id(9), "still here").await;
     ada_ws.next_ack().await;
     assert_eq!(bo_ws.next_message().await.body, "still here");
-    ada_ws.assert_stream_in_order("Ada through nginx");
-    bo_ws.assert_stream_in_order("Bo through nginx");
+    ada_ws.assert_stream_in_order("Ada through nginx", &cluster.url(0), &ada.token).await;
+    bo_ws.assert_stream_in_order("Bo through nginx", &cluster.url(0), &bo.token).await;
 
     // The proxy hides the metrics, and sends plain HTTP to HTTPS.
     let metrics = https.get(format!("{public}/metrics")).send().await.unwrap();
