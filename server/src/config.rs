@@ -290,8 +290,8 @@ impl Config {
         if self.presence_ttl_secs < 2 {
             return Err("PARLEY_PRESENCE_TTL_SECS must be at least 2".into());
         }
-        // On SQLite one statement moves the counters of a batch's members, three parameters for
-        // each of up to two a message, under SQLite's 32,766 a statement; far past the default,
+        // On SQLite one statement moves the counters of a batch's chats, five parameters for
+        // each of up to one a message, under SQLite's 32,766 a statement; far past the default,
         // batches only add latency anyway.
         if !(1..=MAX_COMMIT_BATCH).contains(&self.max_commit_batch) {
             return Err(format!("PARLEY_MAX_COMMIT_BATCH must be between 1 and {MAX_COMMIT_BATCH}"));
