@@ -639,9 +639,13 @@ macro_rules! impl_store {
             /// The user's chats' messages and their other events past `since`, merged by position.
             /// The clock is read first: every position up to its value has committed (positions
             /// commit in order), so what the later statements find up to it is complete, and
-            /// nothing past it is taken. Each chat and the events are read once, at most `limit`
-            /// rows each; where one of them filled its `limit`, the page ends at its last row
-            /// (past it, that source may hold more).
+            /// nothing past it is taken. Only the `limit` chats whose next message comes first
+            /// are read (each found by one probe of `messages_chat_pos`): a user with many busy
+            /// chats would otherwise have each read `limit` deep for every page, and a replay
+            /// from the start cost their number times the rows it returns. Each chat read and the
+            /// events give at most `limit` rows; the page ends where one of them filled its
+            /// `limit` (past it, that source may hold more) and before the first message of the
+            /// chats left out, whichever comes first.
             #[tracing::instrument(skip_all)]
             async fn events_since(&self, user_id: i64, since: i64, limit: i64) -> StoreResult<EventPage> {
                 let _timer = $crate::metrics::StoreTimer::start("events_since");
@@ -651,15 +655,26 @@ macro_rules! impl_store {
                 if since >= clock {
                     return Ok(EventPage { events: Vec::new(), next: since, more: false, clock });
                 }
-                let chat_ids: Vec<(i64,)> = sqlx::query_as(
-                    "SELECT cm.chat_id FROM chat_members cm JOIN chats c ON c.id = cm.chat_id
-                     WHERE cm.user_id = $1 AND c.last_pos > $2 ORDER BY cm.chat_id",
+                // (chat, its first message past `since`), the first `limit` and one more.
+                let mut firsts: Vec<(i64, i64)> = sqlx::query_as(
+                    "SELECT chat_id, first_pos FROM (
+                         SELECT cm.chat_id,
+                                (SELECT min(m.id) FROM messages m WHERE m.chat_id = cm.chat_id AND m.id > $2) AS first_pos
+                         FROM chat_members cm JOIN chats c ON c.id = cm.chat_id
+                         WHERE cm.user_id = $1 AND c.last_pos > $2) f
+                     WHERE first_pos <= $3 ORDER BY first_pos LIMIT $4",
                 )
                 .bind(user_id)
                 .bind(since)
+                .bind(clock)
+                .bind(limit + 1)
                 .fetch_all(&mut *conn)
                 .await?;
-                let chat_ids: Vec<i64> = chat_ids.into_iter().map(|(id,)| id).collect();
+                // The chats left out start at or past this one's first message.
+                let left_out = (firsts.len() as i64 > limit).then(|| firsts[limit as usize].1);
+                firsts.truncate(limit as usize);
+                let mut chat_ids: Vec<i64> = firsts.into_iter().map(|(id, _)| id).collect();
+                chat_ids.sort_unstable();
                 let messages = Self::messages_after(&mut conn, &chat_ids, since, clock, limit).await?;
                 let events = sqlx::query_as::<$db, EventRow>(
                     "SELECT pos, kind, chat_id, reader_id, up_to FROM events
@@ -673,9 +688,13 @@ macro_rules! impl_store {
                 .await?;
                 drop(conn);
 
-                // The smallest last position among the sources that filled their limit.
+                // The smallest last position among the sources that filled their limit, or before
+                // the chats left out.
                 let mut cut: Option<i64> = None;
                 let mut cut_at = |pos: i64| cut = Some(cut.map_or(pos, |c: i64| c.min(pos)));
+                if let Some(first) = left_out {
+                    cut_at(first - 1);
+                }
                 if events.len() as i64 == limit {
                     cut_at(events.last().map_or(clock, |e| e.pos));
                 }

@@ -244,9 +244,10 @@ async fn a_batch_whose_remembered_members_changed_leaves_no_hole_in_the_streams(
 on_both_backends!(a_users_stream_merges_their_chats_and_events_in_pages_of_any_size);
 
 /// A user's stream is their chats' messages and their other events (chats started, read
-/// markers) merged by position, with holes where other users' positions are. Each page reads a
-/// chat at most `limit` rows deep; where one ran out, the page ends there, and the next resumes
-/// from it: whatever the page size, every event comes once, in order.
+/// markers) merged by position, with holes where other users' positions are. Each page reads at
+/// most `limit` chats (those whose next message comes first), each at most `limit` rows deep;
+/// where one ran out, or where a chat left out starts, the page ends, and the next resumes from
+/// there: whatever the page size, every event comes once, in order.
 async fn a_users_stream_merges_their_chats_and_events_in_pages_of_any_size(backend: Backend) {
     let app = spawn(backend).await;
     let (store, ids) = store_with_accounts(&app, &["ada", "bo", "cy", "dee"]).await;
@@ -254,6 +255,7 @@ async fn a_users_stream_merges_their_chats_and_events_in_pages_of_any_size(backe
     let with_bo = store.create_chat(ada, bo, 1).await.unwrap().chat_id;
     let with_cy = store.create_chat(ada, cy, 1).await.unwrap().chat_id;
     let elsewhere = store.create_chat(cy, dee, 1).await.unwrap().chat_id;
+    let with_dee = store.create_chat(ada, dee, 1).await.unwrap().chat_id;
     let mut sent = 0;
     let mut send = |chat_id: i64, sender_id: i64| {
         sent += 1;
@@ -272,7 +274,7 @@ async fn a_users_stream_merges_their_chats_and_events_in_pages_of_any_size(backe
             }
         }
     };
-    let mut ada_sees = vec![1, 2];
+    let mut ada_sees = vec![1, 2, 4];
     for (chat_id, sender) in [(with_bo, ada), (with_cy, cy), (with_bo, bo), (elsewhere, dee), (with_cy, ada)] {
         let pos = send(chat_id, sender).await;
         if chat_id != elsewhere {
@@ -284,14 +286,23 @@ async fn a_users_stream_merges_their_chats_and_events_in_pages_of_any_size(backe
         other => panic!("{other:?}"),
     };
     ada_sees.push(read);
-    for (chat_id, sender) in [(with_bo, ada), (with_bo, bo), (elsewhere, cy), (with_bo, ada), (with_cy, cy)] {
+    for (chat_id, sender) in [
+        (with_bo, ada),
+        (with_bo, bo),
+        (elsewhere, cy),
+        (with_bo, ada),
+        (with_cy, cy),
+        (with_dee, dee),
+        (with_bo, bo),
+        (with_dee, ada),
+    ] {
         let pos = send(chat_id, sender).await;
         if chat_id != elsewhere {
             ada_sees.push(pos);
         }
     }
     let clock = store.clock().await.unwrap();
-    assert_eq!(ada_sees.len(), 11);
+    assert_eq!(ada_sees.len(), 15);
     assert!(ada_sees.windows(2).all(|w| w[0] < w[1]));
 
     for limit in [1, 2, 3, 5, 100] {
@@ -317,5 +328,5 @@ async fn a_users_stream_merges_their_chats_and_events_in_pages_of_any_size(backe
     let kinds: Vec<_> = store.events_since(bo, 0, 100).await.unwrap().events.into_iter().map(|e| e.kind).collect();
     assert!(matches!(kinds[0], store::EventKind::ChatCreated), "{kinds:?}");
     assert!(kinds.iter().any(|k| matches!(k, store::EventKind::Read { reader_id, up_to: 2 } if *reader_id == bo)));
-    assert_eq!(kinds.len(), 1 + 2 + 1 + 3, "Bo's chat: created, two messages, his read marker, three more");
+    assert_eq!(kinds.len(), 1 + 2 + 1 + 4, "Bo's chat: created, two messages, his read marker, four more");
 }
