@@ -169,6 +169,15 @@ async fn cluster_notices(state: AppState, mut notices: tokio::sync::mpsc::Unboun
                 }
             }
             cluster::Notice::RecheckSessions(ids) => recheck_sessions(&state, &ids).await,
+            // Read after the subscription: every position up to the clock was published before
+            // it (or is on its way, and handed on at once when it comes).
+            cluster::Notice::Subscribed => match state.store.clock().await {
+                Ok(clock) => {
+                    state.relay.skip_positions_to(clock);
+                    Ok(())
+                }
+                Err(err) => Err(err.into()),
+            },
         };
         if let Err(err) = outcome {
             tracing::warn!(error = %err, "acting on a cluster notice");

@@ -256,6 +256,9 @@ pub trait Relay: Send + Sync + 'static {
     /// Gives up on positions missing for longer than [`MISSING_POSITION_TIMEOUT`] (called now and
     /// then).
     fn give_up_overdue_positions(&self);
+    /// Gives up at once on the positions up to the store's `clock` not yet handed on: the node
+    /// could not hear of them (its subscription was not up yet).
+    fn skip_positions_to(&self, clock: i64);
     /// Queues `item` on every connection of the user but `except`. A connection whose queue is
     /// full is kicked: it must reconnect and catch up through `sync`.
     fn deliver(&self, user_id: i64, item: Outbound, except: Option<ConnId>);
@@ -374,6 +377,10 @@ impl Relay for LocalRelay {
 
     fn give_up_overdue_positions(&self) {
         self.sequencer.give_up_overdue(Instant::now(), |released| self.release(released));
+    }
+
+    fn skip_positions_to(&self, clock: i64) {
+        self.sequencer.skip_to(clock, Instant::now(), |released| self.release(released));
     }
 
     fn deliver(&self, user_id: i64, item: Outbound, except: Option<ConnId>) {

@@ -128,6 +128,26 @@ impl Sequencer {
         true
     }
 
+    /// Gives up at once on every position up to the store's `clock` not yet handed on: for a node
+    /// that could not hear of them (before its subscription to the other nodes' positions was
+    /// up). Every connection catches up from the store first, then what was held goes on.
+    pub fn skip_to(&self, clock: i64, now: Instant, mut release: impl FnMut(Released)) {
+        let mut state = self.lock();
+        if clock < state.next {
+            return;
+        }
+        release(Released::CatchUpAll);
+        let later = state.held.split_off(&(clock + 1));
+        for (pos, deliveries) in std::mem::replace(&mut state.held, later) {
+            release(Released::At(Positioned { pos, deliveries }));
+        }
+        state.next = clock + 1;
+        state.expected = state.expected.max(clock);
+        state.missing_since = None;
+        state.release_in_order(&mut release);
+        state.note_missing(now);
+    }
+
     /// The first position not yet handed on.
     pub fn next(&self) -> i64 {
         self.lock().next
@@ -244,6 +264,19 @@ mod tests {
         seq.expect(9, start + TIMEOUT);
         assert_eq!(run(|r| seq.publish(vec![at(9, 1), at(8, 2)], start + TIMEOUT, r)), vec![8, 9]);
         assert!(!seq.give_up_overdue(start + TIMEOUT * 5, |_| {}));
+    }
+
+    #[test]
+    fn skipping_to_the_clock_catches_everyone_up_then_goes_on_past_it() {
+        let seq = Sequencer::new(10, TIMEOUT);
+        let now = Instant::now();
+        seq.publish(vec![at(12, 1), at(14, 1), at(16, 1)], now, |_| {});
+        // 11, 13 and 15 were published before this node could hear them; the clock is at 14.
+        assert_eq!(run(|r| seq.skip_to(14, now, r)), vec![0, 12, 14]);
+        assert_eq!(seq.next(), 15);
+        assert!(run(|r| seq.publish(vec![at(13, 2)], now, r)) == vec![13], "late: handed on at once");
+        assert_eq!(run(|r| seq.publish(vec![at(15, 2)], now, r)), vec![15, 16]);
+        assert!(run(|r| seq.skip_to(16, now, r)).is_empty(), "nothing left to skip");
     }
 
     #[test]

@@ -70,6 +70,9 @@ pub enum Notice {
     WentOffline(i64),
     /// The subscription was down: broadcasts that ended some of these sessions may be lost.
     RecheckSessions(Vec<i64>),
+    /// The subscription is up (again): positions published before it are lost to this node, up
+    /// to the store's clock as read from now on.
+    Subscribed,
 }
 
 /// One item on the wire, as published.
@@ -364,6 +367,10 @@ impl Relay for RedisRelay {
         self.shared.local.give_up_overdue_positions();
     }
 
+    fn skip_positions_to(&self, clock: i64) {
+        self.shared.local.skip_positions_to(clock);
+    }
+
     fn deliver(&self, user_id: i64, item: Outbound, except: Option<ConnId>) {
         match &item {
             // Events of the stream travel by `publish`; a resend's answer is for one connection.
@@ -494,6 +501,7 @@ async fn subscriber(shared: Weak<Shared>, channel: String, node: String, notices
                 if !sessions.is_empty() {
                     let _ = notices.send(Notice::RecheckSessions(sessions));
                 }
+                let _ = notices.send(Notice::Subscribed);
                 // Redis may have restarted empty: put the claims back now, not at the next beat.
                 s.heartbeat_now.notify_one();
                 drop(s);
