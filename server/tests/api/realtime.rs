@@ -23,6 +23,7 @@ on_both_backends!(
     bad_frames_get_error_frames_and_the_connection_stays_usable,
     a_flood_of_frames_closes_the_connection,
     resending_with_the_same_client_id_stores_one_message,
+    a_resend_answered_before_its_first_send_still_leaves_nothing_out,
     messages_sent_while_offline_arrive_once_through_sync,
     a_reader_following_the_cursor_misses_nothing_under_concurrent_commits,
     a_slow_consumer_is_cut_off_and_recovers_through_sync,
@@ -276,6 +277,56 @@ async fn resending_with_the_same_client_id_stores_one_message(backend: Backend) 
 
     a.send(&ClientFrame::Send { chat_id: chat, client_id: client_id.clone(), body: "something else".into() }).await;
     assert_eq!(a.next_error().await, ("client_id_reused".into(), Some(client_id)));
+}
+
+/// A resend's ack names its message's position, and a client may store it as its cursor: the
+/// connection must have been sent everything before it. Here the first send is still held by
+/// the node's sequencer (a position before it was taken and never published, as by a node that
+/// died), and so is a message from Bo before it; the resend is answered at once, yet Bo's message
+/// must come first, from the store.
+async fn a_resend_answered_before_its_first_send_still_leaves_nothing_out(backend: Backend) {
+    let app = spawn_open(backend, |_| {}).await;
+    let (ada, bo, chat) = pair(&app).await;
+    let mut a = WsClient::connect(&app, &ada.token).await;
+    let mut b = WsClient::connect(&app, &bo.token).await;
+    take_a_position_nobody_publishes(&app).await;
+    b.say(chat, "from Bo, held").await;
+    let client_id = uuid::Uuid::new_v4().to_string();
+    let send = ClientFrame::Send { chat_id: chat, client_id: client_id.clone(), body: "mine".into() };
+    a.send(&send).await;
+    // Both stored (the history reads the store), neither handed on yet.
+    for _ in 0..200 {
+        let page: MessagePage = app.get_json(&format!("/api/v1/chats/{chat}/messages"), &ada.token).await;
+        if page.messages.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    a.send(&send).await;
+    let mut seen = Vec::new();
+    while !seen.iter().any(|s: &String| s.starts_with("ack")) {
+        match a.next().await {
+            ServerFrame::Ack { client_id: acked, .. } => seen.push(format!("ack {}", acked == client_id)),
+            ServerFrame::Event(Event::Message { message, .. }) => seen.push(message.body),
+            _ => {}
+        }
+    }
+    assert!(seen.contains(&"from Bo, held".to_string()), "Bo's message before the ack: {seen:?}");
+    assert_eq!(seen.last().map(String::as_str), Some("ack true"));
+}
+
+/// Moves the store's clock on by one position that no write publishes.
+async fn take_a_position_nobody_publishes(app: &TestApp) {
+    use sqlx::Connection;
+    let url = app.config.database_url();
+    let bump = "UPDATE clock SET value = value + 1 WHERE id = 1";
+    if url.starts_with("sqlite:") {
+        let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::query(bump).execute(&mut db).await.unwrap();
+    } else {
+        let mut db = sqlx::PgConnection::connect(&url).await.unwrap();
+        sqlx::query(bump).execute(&mut db).await.unwrap();
+    }
 }
 
 async fn messages_sent_while_offline_arrive_once_through_sync(backend: Backend) {
