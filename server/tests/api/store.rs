@@ -310,6 +310,7 @@ async fn a_users_stream_merges_their_chats_and_events_in_pages_of_any_size(backe
         loop {
             let page = store.events_since(ada, since, limit).await.unwrap();
             assert!(page.events.len() as i64 <= limit, "limit {limit}: {page:?}");
+            assert!(!page.more || !page.events.is_empty(), "limit {limit}: an empty page before the end: {page:?}");
             assert!(page.events.iter().all(|e| e.pos > since && e.pos <= page.next), "limit {limit}: {page:?}");
             seen.extend(page.events.iter().map(|e| e.pos));
             pages += 1;
