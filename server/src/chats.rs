@@ -127,7 +127,7 @@ impl Cursors {
         match (epoch, pos.parse::<i64>().ok().filter(|pos| *pos >= 0)) {
             (Some(epoch), Some(pos)) if epoch == self.epoch => Ok(pos),
             (Some(_), Some(_)) => {
-                Err(cursor_refused("the cursor was given out before this server's database was restored"))
+                Err(cursor_refused("the cursor was given out before this server's history was renumbered (a restore from a backup, or an upgrade)"))
             }
             _ => Err(cursor_refused("the cursor is not one this server gave out")),
         }
