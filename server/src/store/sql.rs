@@ -12,7 +12,7 @@ macro_rules! impl_store {
         // A block of its own, so the glob import stays inside the expansion.
         const _: () = {
         use $crate::store::*;
-        use $crate::store::sql::{BatchMember, BatchWrite, ChatRow, EventRow, NewEvent};
+        use $crate::store::sql::{BatchMember, BatchWrite, ChatRow, EventRow, NewEvent, READ_CLOCK};
 
         impl $store {
             /// Takes the next position of the clock for one event told to each of `user_ids`
@@ -180,11 +180,7 @@ macro_rules! impl_store {
                 if !by_chat.is_empty() {
                     // A first message reaches out: (chat, sender), once each.
                     let mut first_words: Vec<(i64, i64)> = Vec::new();
-                    let mut members_of: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
                     for (chat_id, indexes) in &by_chat {
-                        let mut chat_members = members[chat_id].clone();
-                        chat_members.sort_unstable();
-                        members_of.insert(*chat_id, chat_members);
                         for &i in indexes {
                             let key = (*chat_id, batch[i].sender_id);
                             if silent.contains(&key) && !first_words.contains(&key) {
@@ -193,7 +189,7 @@ macro_rules! impl_store {
                         }
                     }
                     let now = batch.iter().map(|m| m.now).max().unwrap_or_default();
-                    let plan = BatchWrite { batch, by_chat, members_of, first_words, now, members_epoch };
+                    let plan = BatchWrite { batch, by_chat, first_words, now, members_epoch };
                     // The (chat, sender) pairs of `first_words` this write turned.
                     let (mut written, turned) = match Self::write_batch(&mut conn, &plan).await {
                         Err(StoreError::Conflict) if !look_up_resends => return Ok(None),
@@ -211,7 +207,12 @@ macro_rules! impl_store {
                         return Err(StoreError::Corrupt("a batch's write did not return every message".into()));
                     }
                     for (i, stored) in written.iter_mut().enumerate() {
-                        if let Some((message, events)) = stored.take() {
+                        if let Some(message) = stored.take() {
+                            // Every member is told of the message at its position, its id.
+                            let events = members[&message.chat_id]
+                                .iter()
+                                .map(|&user_id| EventPos { user_id, pos: message.id })
+                                .collect();
                             let key = (message.chat_id, message.sender_id);
                             // Only the first of the sender's messages in the batch says so.
                             let reached_out = turned.contains(&key)
@@ -616,8 +617,7 @@ macro_rules! impl_store {
             #[tracing::instrument(skip_all)]
             async fn clock(&self) -> StoreResult<i64> {
                 let _timer = $crate::metrics::StoreTimer::start("clock");
-                let (value,): (i64,) =
-                    sqlx::query_as("SELECT value FROM clock WHERE id = 1").fetch_one(self.reader()).await?;
+                let (value,): (i64,) = sqlx::query_as(READ_CLOCK).fetch_one(self.reader()).await?;
                 Ok(value)
             }
 
@@ -651,7 +651,7 @@ macro_rules! impl_store {
                 let _timer = $crate::metrics::StoreTimer::start("events_since");
                 let limit = limit.max(1);
                 let mut conn = self.reader().acquire().await?;
-                let (clock,): (i64,) = sqlx::query_as("SELECT value FROM clock WHERE id = 1").fetch_one(&mut *conn).await?;
+                let (clock,): (i64,) = sqlx::query_as(READ_CLOCK).fetch_one(&mut *conn).await?;
                 if since >= clock {
                     return Ok(EventPage { events: Vec::new(), next: since, more: false, clock });
                 }
@@ -1075,6 +1075,9 @@ pub(crate) struct BatchMember {
     pub epoch: Option<i64>,
 }
 
+/// The clock's value: the newest position taken.
+pub(crate) const READ_CLOCK: &str = "SELECT value FROM clock WHERE id = 1";
+
 /// An event row to store (a chat started, a read marker), its position already taken.
 pub(crate) struct NewEvent {
     pub user_id: i64,
@@ -1088,14 +1091,12 @@ pub(crate) struct NewEvent {
 
 /// What one batch of messages writes, decided from what the database holds; each backend's
 /// `write_batch` stores it in one transaction and returns, by index into `batch`, each stored
-/// message with its members' positions for it.
+/// message.
 pub(crate) struct BatchWrite<'a> {
     pub batch: &'a [super::NewMessage],
     /// The messages to store (indexes into `batch`) by chat, chats ascending; a chat's messages
     /// in batch order, which is the order of their `seq`.
     pub by_chat: std::collections::BTreeMap<i64, Vec<usize>>,
-    /// The members (ascending) of each chat of `by_chat`, who are told of its messages.
-    pub members_of: std::collections::BTreeMap<i64, Vec<i64>>,
     /// (chat, sender) of a sender's first message in a chat, as far as the batch knows: their
     /// `reached_out` turns true. `write_batch` returns those it turned, leaving out any another
     /// writer turned meanwhile (or before, unseen by members kept in memory).
@@ -1107,9 +1108,9 @@ pub(crate) struct BatchWrite<'a> {
     pub members_epoch: Option<i64>,
 }
 
-/// What `write_batch` returns for each message of a batch: the stored message and its members'
-/// positions for it (all its id).
-pub(crate) type Written = Option<(super::MessageRecord, Vec<super::EventPos>)>;
+/// What `write_batch` returns for each message of a batch: the stored message, if it was one to
+/// store.
+pub(crate) type Written = Option<super::MessageRecord>;
 
 impl BatchWrite<'_> {
     /// How many messages the batch stores: the positions it takes from the clock.
@@ -1150,9 +1151,7 @@ impl BatchWrite<'_> {
                     body: m.body.clone(),
                     created_at: m.now,
                 };
-                let events =
-                    self.members_of[&chat_id].iter().map(|&user_id| super::EventPos { user_id, pos: id }).collect();
-                written[i] = Some((message, events));
+                written[i] = Some(message);
             }
         }
         written

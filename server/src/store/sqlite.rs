@@ -171,7 +171,7 @@ impl SqliteStore {
         let seq_before: Vec<i64> = w.by_chat.iter().map(|(chat, list)| last_seq[chat] - list.len() as i64).collect();
         let written = w.written(&seq_before, clock_before);
 
-        let rows: Vec<&MessageRecord> = written.iter().flatten().map(|(message, _)| message).collect();
+        let rows: Vec<&MessageRecord> = written.iter().flatten().collect();
         Self::insert_messages(&mut tx, &rows).await?;
         // Rare: one statement per sender and chat.
         let mut reached_out = Vec::new();
