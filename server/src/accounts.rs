@@ -403,10 +403,8 @@ pub async fn delete_account(state: &AppState, session: &crate::state::Session, p
     if !crypto::verify_password(password.to_string(), Some(user.password_hash)).await {
         return Err(ApiError::InvalidCredentials);
     }
-    let writing = state.clone();
     let user_id = user.id;
-    let deleted = crate::chats::detached(async move {
-        let state = writing;
+    let deleted = crate::chats::detached(state, |state| async move {
         let deleted = state.store.delete_account(user_id, now_millis()).await.map_err(|err| match err {
             // Deleted meanwhile by another of its sessions.
             StoreError::NotFound => ApiError::Unauthorized,

@@ -19,10 +19,14 @@ use crate::{
 /// Runs a write and what publishes its positions on a task of their own: a request's future is
 /// dropped when its client goes away, and a position committed but never published would hold
 /// every later one on this node until the sequencer gives up on it.
-pub async fn detached<T: Send + 'static>(
-    write: impl std::future::Future<Output = ApiResult<T>> + Send + 'static,
-) -> ApiResult<T> {
-    tokio::spawn(write).await.map_err(|err| ApiError::Internal(format!("a write's task failed: {err}")))?
+pub async fn detached<T, Write>(state: &AppState, write: impl FnOnce(AppState) -> Write) -> ApiResult<T>
+where
+    T: Send + 'static,
+    Write: std::future::Future<Output = ApiResult<T>> + Send + 'static,
+{
+    tokio::spawn(write(state.clone()))
+        .await
+        .map_err(|err| ApiError::Internal(format!("a write's task failed: {err}")))?
 }
 
 /// Publishes one position with its events, `(user, event, origin)`: every position a write took
@@ -149,9 +153,7 @@ pub async fn start_chat(state: &AppState, user_id: i64, email: &str) -> ApiResul
         return Err(ApiError::invalid("cannot_chat_with_self", "you cannot start a chat with yourself"));
     }
     let friend_id = friend.id;
-    let writing = state.clone();
-    let created = detached(async move {
-        let state = writing;
+    let created = detached(state, |state| async move {
         let created = state.store.create_chat(user_id, friend_id, now_millis()).await?;
         if let Some(pos) = created.events.first().map(|e| e.pos) {
             let mut deliveries = Vec::new();
@@ -394,9 +396,7 @@ fn after_send(
 
 /// Moves the user's read marker and tells every connection of both members.
 pub async fn mark_read(state: &AppState, user_id: i64, chat_id: i64, up_to: i64) -> ApiResult<()> {
-    let writing = state.clone();
-    let outcome = detached(async move {
-        let state = writing;
+    let outcome = detached(state, |state| async move {
         let outcome = state.store.mark_read(chat_id, user_id, up_to, now_millis()).await?;
         if let ReadOutcome::Updated { up_to, events } = &outcome {
             if let Some(pos) = events.first().map(|e| e.pos) {
@@ -412,8 +412,7 @@ pub async fn mark_read(state: &AppState, user_id: i64, chat_id: i64, up_to: i64)
     })
     .await?;
     match outcome {
-        ReadOutcome::Updated { .. } => Ok(()),
-        ReadOutcome::Unchanged => Ok(()),
+        ReadOutcome::Updated { .. } | ReadOutcome::Unchanged => Ok(()),
         ReadOutcome::NotMember => Err(ApiError::ChatNotFound),
     }
 }
