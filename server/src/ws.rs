@@ -355,20 +355,9 @@ impl Sender {
             Outbound::Duplicate { pos, event } => return Box::pin(self.answer_resend(pos, event)).await,
             Outbound::Event { pos, event, origin } => (pos, event, origin),
         };
-        let ack = match (&*event, origin) {
-            (Event::Message { message, cursor }, Some(origin)) if origin == self.conn_id => Some(ServerFrame::Ack {
-                client_id: message.client_id.clone(),
-                message: message.clone(),
-                cursor: cursor.clone(),
-            }),
-            _ => None,
-        };
-        if ack.is_some() {
-            ::metrics::counter!(crate::metrics::ACKS).increment(1);
-        }
         // Encoded at once: a frame kept across the awaits below would sit in every connection's
         // future, idle or not.
-        let ack = ack.map(|ack| encode(&ack));
+        let ack = if origin == Some(self.conn_id) { encoded_ack(&event) } else { None };
         if pos <= self.delivered {
             // Already sent (from the store, while catching up); the sender still needs its ack.
             return match ack {
@@ -391,11 +380,10 @@ impl Sender {
         if pos > self.delivered {
             self.catch_up().await?;
         }
-        let Event::Message { message, cursor } = &*event else { return Ok(()) };
-        ::metrics::counter!(crate::metrics::ACKS).increment(1);
-        let ack =
-            ServerFrame::Ack { client_id: message.client_id.clone(), message: message.clone(), cursor: cursor.clone() };
-        self.send(&ack).await
+        match encoded_ack(&event) {
+            Some(ack) => self.feed(ack).await,
+            None => Ok(()),
+        }
     }
 
     /// Sends every stored event after the last one sent.
@@ -432,6 +420,17 @@ impl Sender {
     async fn feed(&mut self, text: String) -> Result<(), SendFailure> {
         self.sink.feed(WsMessage::Text(text.into())).await.map_err(|_| SendFailure::Socket)
     }
+}
+
+/// The `ack` its sender gets instead of a message event, encoded (and counted).
+fn encoded_ack(event: &Event) -> Option<String> {
+    let Event::Message { message, cursor } = event else { return None };
+    ::metrics::counter!(crate::metrics::ACKS).increment(1);
+    Some(encode(&ServerFrame::Ack {
+        client_id: message.client_id.clone(),
+        message: message.clone(),
+        cursor: cursor.clone(),
+    }))
 }
 
 enum Step {
