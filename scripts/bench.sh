@@ -96,6 +96,13 @@ cpu_secs() {
     awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.2f", t / hz}'
 }
 database_pids() { [ "$backend" = postgres ] && pgrep -x postgres || true; }
+# Context switches so far of the given processes, all their threads: each is a thread that went to
+# sleep (voluntary: it waited, to be woken again) or was taken off a core (involuntary).
+switches() {
+    local pid
+    for pid in "$@"; do cat /proc/"$pid"/task/*/status 2>/dev/null; done |
+        awk '/^voluntary_ctxt_switches/ {v += $2} /^nonvoluntary_ctxt_switches/ {n += $2} END {printf "%d %d", v, n}'
+}
 
 load() {
     local name="$1"; shift
@@ -109,6 +116,10 @@ load() {
     server_cpu=$(cpu_secs "${server_pids[@]}")
     # shellcheck disable=SC2046
     database_cpu=$(cpu_secs $(database_pids))
+    local server_switches database_switches
+    server_switches=$(switches "${server_pids[@]}")
+    # shellcheck disable=SC2046
+    database_switches=$(switches $(database_pids))
     started_ns=$(date +%s%N)
     local TIMEFORMAT="load generator: %U s user + %S s system CPU"
     time "$bin/parley-load" "${servers[@]}" --tokens "$data/tokens.tsv" \
@@ -121,6 +132,12 @@ load() {
         -v w="$(( $(awk '/^wchar/ {print $2}' "/proc/$server_pid/io") - server_written ))" \
         'BEGIN {printf "server: %.2f s CPU, database: %.2f s CPU, in %.2f s; the server wrote %.1f MiB\n",
                 s1 - s0, d1 - d0, ns / 1e9, w / 1048576}'
+    # shellcheck disable=SC2046
+    awk -v s0="$server_switches" -v s1="$(switches "${server_pids[@]}")" \
+        -v d0="$database_switches" -v d1="$(switches $(database_pids))" \
+        'BEGIN {split(s0, a); split(s1, b); split(d0, c); split(d1, d)
+                printf "context switches, voluntary / involuntary: server %d / %d, database %d / %d\n",
+                       b[1] - a[1], b[2] - a[2], d[1] - c[1], d[2] - c[2]}'
     if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
     # The server's own counters and histograms (batch sizes, store latency) after the scenario.
     curl -sf "$first_url/metrics" >"$out/$tag-$name.metrics" || true

@@ -104,6 +104,11 @@ async fn main() -> std::process::ExitCode {
         }
     };
     println!("{}", report.table());
+    if let Some((voluntary, involuntary)) = context_switches() {
+        // Each a thread of this process that slept and was woken, or was taken off a core: on a
+        // machine the server shares, the load generator's share of the scheduling.
+        println!("load generator: context switches, voluntary / involuntary: {voluntary} / {involuntary}");
+    }
     if let Some(path) = &cli.json {
         if let Err(err) = std::fs::write(path, serde_json::to_string_pretty(&report.json).expect("json")) {
             eprintln!("parley-load: writing {}: {err}", path.display());
@@ -116,4 +121,21 @@ async fn main() -> std::process::ExitCode {
         eprintln!("parley-load: the run found lost, duplicated or reordered messages");
         std::process::ExitCode::FAILURE
     }
+}
+
+/// This process's context switches so far, all its threads (Linux; `None` elsewhere).
+fn context_switches() -> Option<(u64, u64)> {
+    let (mut voluntary, mut involuntary) = (0, 0);
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let status = std::fs::read_to_string(task.ok()?.path().join("status")).ok()?;
+        for line in status.lines() {
+            let count = |prefix: &str| line.strip_prefix(prefix).and_then(|n| n.trim().parse::<u64>().ok());
+            if let Some(n) = count("voluntary_ctxt_switches:") {
+                voluntary += n;
+            } else if let Some(n) = count("nonvoluntary_ctxt_switches:") {
+                involuntary += n;
+            }
+        }
+    }
+    Some((voluntary, involuntary))
 }
