@@ -6,10 +6,10 @@
 /// `random[2]` are not used).
 ///
 /// Ids made one after another sort in the order they were made, to the millisecond. The server
-/// keeps an index of each sender's ids, to answer a resend with the message already stored: ids
-/// of version 4, random throughout, land anywhere in that index, so every message rewrote some
-/// old page of it, and SQLite's throughput fell by a third (docs/BENCHMARKS.md, item 28); these
-/// land at its end.
+/// keeps a unique index of the ids with their senders, to answer a resend with the message
+/// already stored: ids of version 4, random throughout, land anywhere in that index, so every
+/// message rewrote some old page of it, and SQLite's throughput fell by a third
+/// (docs/BENCHMARKS.md, item 28); these land at its end, every sender's at the same end (item 30).
 pub fn time_ordered(unix_ms: u64, random: [u8; 10]) -> String {
     let mut bytes = [0u8; 16];
     bytes[..6].copy_from_slice(&unix_ms.to_be_bytes()[2..]);

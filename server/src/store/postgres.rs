@@ -180,7 +180,7 @@ impl PgStore {
     async fn committed_messages(conn: &mut PgConnection, batch: &[NewMessage]) -> StoreResult<Vec<MessageRecord>> {
         let senders: Vec<i64> = batch.iter().map(|m| m.sender_id).collect();
         let client_ids: Vec<&str> = batch.iter().map(|m| m.client_id.as_str()).collect();
-        // One probe of the unique index on (sender_id, client_id) per pair, whatever the
+        // One probe of the unique index on (client_id, sender_id) per pair, whatever the
         // planner thinks: as a plain join, past a few dozen pairs it chose a hash join over a
         // scan of the whole table, which grows with every message ever sent (at 10,000 stored
         // messages: 2.7 ms for 75 pairs, 8.4 ms for 300; as probes, 0.95 ms for 300). `LIMIT 1`

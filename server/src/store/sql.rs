@@ -80,7 +80,7 @@ macro_rules! impl_store {
             ///
             /// Resends are rare (a client resends only what it sent before a lost connection),
             /// so the first attempt does not look for them: a resend of a stored message then
-            /// breaks the unique index on `(sender_id, client_id)` and the whole write fails,
+            /// breaks the unique index on `(client_id, sender_id)` and the whole write fails,
             /// storing nothing. Only a message that would be refused (a block, a chat left) must
             /// be looked up before it is answered, since it may be the resend of one stored
             /// before: the refusal must not hide that it was.

@@ -83,6 +83,19 @@ async fn out_of_transaction(conn: &mut SqliteConnection) -> Result<bool, sqlx::E
 
 impl_store!(SqliteStore, Sqlite, "sqlite");
 
+/// The stored messages of the batch's (`client_id`, sender) pairs, each found through the unique
+/// index on the pair (the test below reads the query's plan: a scan would read every message
+/// ever sent).
+fn push_resend_lookup<'a>(query: &mut QueryBuilder<'a, Sqlite>, batch: &'a [NewMessage]) {
+    query.push("SELECT * FROM messages WHERE (client_id, sender_id) IN (VALUES ");
+    let mut pairs = query.separated(", ");
+    for m in batch {
+        pairs.push("(").push_bind_unseparated(m.client_id.as_str()).push_unseparated(", ");
+        pairs.push_bind_unseparated(m.sender_id).push_unseparated(")");
+    }
+    query.push(")");
+}
+
 /// Rows of events per statement: seven parameters each, under SQLite's limit of 32,766 per
 /// statement.
 const EVENTS_PER_INSERT: usize = 2048;
@@ -94,14 +107,8 @@ const MESSAGES_PER_INSERT: usize = 4096;
 /// parsing a new shape is cheap next to writing the rows.
 impl SqliteStore {
     async fn committed_messages(conn: &mut SqliteConnection, batch: &[NewMessage]) -> StoreResult<Vec<MessageRecord>> {
-        // The unique index on the pair serves each lookup.
-        let mut query = QueryBuilder::<Sqlite>::new("SELECT * FROM messages WHERE (sender_id, client_id) IN (VALUES ");
-        let mut pairs = query.separated(", ");
-        for m in batch {
-            pairs.push("(").push_bind_unseparated(m.sender_id).push_unseparated(", ");
-            pairs.push_bind_unseparated(m.client_id.as_str()).push_unseparated(")");
-        }
-        query.push(")");
+        let mut query = QueryBuilder::<Sqlite>::new("");
+        push_resend_lookup(&mut query, batch);
         Ok(query.build_query_as().fetch_all(conn).await?)
     }
 
@@ -257,5 +264,42 @@ impl SqliteStore {
             query.build().execute(&mut **tx).await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_resend_is_looked_up_through_the_unique_index_not_by_reading_the_table() {
+        let path = std::env::temp_dir().join(format!("parley-plan-{}.db", uuid::Uuid::new_v4()));
+        let store = SqliteStore::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+        let message = |sender_id, client_id: &str| NewMessage {
+            chat_id: 1,
+            sender_id,
+            client_id: client_id.into(),
+            body: "hi".into(),
+            now: 1,
+        };
+        let batch =
+            [message(1, "0193a4b2-0000-7000-8000-000000000001"), message(2, "0193a4b2-0000-7000-8000-000000000002")];
+        let mut query = QueryBuilder::<Sqlite>::new("EXPLAIN QUERY PLAN ");
+        push_resend_lookup(&mut query, &batch);
+        let mut conn = store.writer().acquire().await.unwrap();
+        let plan: Vec<(i64, i64, i64, String)> = query.build_query_as().fetch_all(&mut *conn).await.unwrap();
+        let steps: Vec<&str> = plan.iter().map(|(.., detail)| detail.as_str()).collect();
+        assert!(
+            steps
+                .iter()
+                .any(|s| s.starts_with("SEARCH messages USING INDEX") && s.contains("client_id=? AND sender_id=?")),
+            "{steps:?}"
+        );
+        assert!(!steps.iter().any(|s| s.starts_with("SCAN messages")), "{steps:?}");
+        drop(conn);
+        drop(store);
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
     }
 }
