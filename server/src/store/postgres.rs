@@ -1,5 +1,5 @@
 //! The production backend: PostgreSQL.
-use std::{collections::HashMap, str::FromStr};
+use std::{collections::HashMap, str::FromStr, time::Instant};
 
 use sqlx::{
     postgres::{PgConnectOptions, PgPoolOptions},
@@ -17,6 +17,9 @@ const PING_AFTER_IDLE: std::time::Duration = std::time::Duration::from_secs(1);
 pub struct PgStore {
     pool: PgPool,
     members: std::sync::Mutex<MembersMemory>,
+    /// Connections that stored a batch of messages and wait for the next, out of the pool, each
+    /// with when it was last used (see [`PgStore::batch_connection`]).
+    batch_connections: std::sync::Mutex<Vec<(PgConnection, Instant)>>,
 }
 
 /// Chats' members kept between batches of messages, so that a batch of chats seen before skips
@@ -74,7 +77,7 @@ impl PgStore {
             .connect_with(options)
             .await?;
         sqlx::migrate!("../migrations/postgres").run(&pool).await?;
-        Ok(Self { pool, members: Default::default() })
+        Ok(Self { pool, members: Default::default(), batch_connections: Default::default() })
     }
 
     /// Writers lock the rows they move in one order, so any number may run at once.
@@ -86,6 +89,60 @@ impl PgStore {
 
     fn writer(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// A connection for a batch of messages. Batches keep theirs out of the pool: sqlx pings a
+    /// connection every time it goes back to its pool, a second round trip per batch that kept
+    /// the database and the server busy for nothing (docs/BENCHMARKS.md, item 31). One idle for
+    /// a while is pinged first, as the pool does (`PING_AFTER_IDLE`).
+    async fn batch_connection(&self) -> StoreResult<BatchConnection> {
+        loop {
+            let kept = self.batch_connections.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).pop();
+            let Some((mut conn, last_used)) = kept else { break };
+            if last_used.elapsed() < PING_AFTER_IDLE || sqlx::Connection::ping(&mut conn).await.is_ok() {
+                return Ok(BatchConnection { conn: Some(conn) });
+            }
+        }
+        let conn = self.pool.acquire().await?.detach();
+        Ok(BatchConnection { conn: Some(conn) })
+    }
+
+    /// Keeps the connection for the next batch.
+    fn keep_batch_connection(&self, mut conn: BatchConnection) {
+        if let Some(conn) = conn.conn.take() {
+            self.batch_connections.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push((conn, Instant::now()));
+        }
+    }
+}
+
+/// A batch's connection, closed when dropped unless it was kept ([`PgStore::keep_batch_connection`]):
+/// a batch that failed or was cancelled part-way may have left it out of step with the database.
+struct BatchConnection {
+    conn: Option<PgConnection>,
+}
+
+impl std::ops::Deref for BatchConnection {
+    type Target = PgConnection;
+
+    fn deref(&self) -> &PgConnection {
+        self.conn.as_ref().expect("a batch connection is there until dropped")
+    }
+}
+
+impl std::ops::DerefMut for BatchConnection {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        self.conn.as_mut().expect("a batch connection is there until dropped")
+    }
+}
+
+impl Drop for BatchConnection {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            // Said goodbye to on a task of its own, if a runtime is still there to run it.
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(sqlx::Connection::close(conn));
+            }
+        }
     }
 }
 

@@ -90,17 +90,17 @@ macro_rules! impl_store {
             /// changed who is in them since, or fails with `MembersChanged` having stored nothing.
             async fn try_send_batch(
                 &self,
+                conn: &mut <$db as sqlx::Database>::Connection,
                 batch: &[NewMessage],
                 look_up_resends: bool,
                 from_memory: bool,
             ) -> StoreResult<Option<Vec<SendOutcome>>> {
                 use std::collections::{BTreeMap, HashMap, HashSet};
-                let mut conn = self.writer().acquire().await?;
                 let mut outcomes: Vec<Option<SendOutcome>> = vec![None; batch.len()];
 
                 // Resends of committed messages, by (sender_id, client_id) pairs.
                 let committed: HashMap<(i64, String), MessageRecord> = if look_up_resends {
-                    Self::committed_messages(&mut conn, batch)
+                    Self::committed_messages(conn, batch)
                         .await?
                         .into_iter()
                         .map(|message| ((message.sender_id, message.client_id.clone()), message))
@@ -127,7 +127,7 @@ macro_rules! impl_store {
                 let rows = match remembered {
                     Some((_, rows)) => rows,
                     None => {
-                        let rows = Self::batch_members(&mut conn, &chat_ids).await?;
+                        let rows = Self::batch_members(conn, &chat_ids).await?;
                         self.remember_members(&chat_ids, &rows);
                         rows
                     }
@@ -191,7 +191,7 @@ macro_rules! impl_store {
                     let now = batch.iter().map(|m| m.now).max().unwrap_or_default();
                     let plan = BatchWrite { batch, by_chat, first_words, now, members_epoch };
                     // The (chat, sender) pairs of `first_words` this write turned.
-                    let (mut written, turned) = match Self::write_batch(&mut conn, &plan).await {
+                    let (mut written, turned) = match Self::write_batch(conn, &plan).await {
                         Err(StoreError::Conflict) if !look_up_resends => return Ok(None),
                         Err(StoreError::MembersChanged) => {
                             ::metrics::counter!($crate::metrics::MEMBERS_CHANGED).increment(1);
@@ -569,16 +569,23 @@ macro_rules! impl_store {
             #[tracing::instrument(skip_all)]
             async fn send_messages(&self, batch: &[NewMessage]) -> StoreResult<Vec<SendOutcome>> {
                 let _timer = $crate::metrics::StoreTimer::start("send_messages");
+                let mut conn = self.batch_connection().await?;
                 let (mut look_up_resends, mut retries, mut from_memory) = (false, 0, true);
-                loop {
-                    match self.try_send_batch(batch, look_up_resends, from_memory).await {
-                        Ok(Some(outcomes)) => return Ok(outcomes),
+                let outcome = loop {
+                    match self.try_send_batch(&mut conn, batch, look_up_resends, from_memory).await {
+                        Ok(Some(outcomes)) => break Ok(outcomes),
                         Ok(None) => look_up_resends = true,
                         Err(StoreError::MembersChanged) if from_memory => from_memory = false,
                         Err(StoreError::Conflict | StoreError::Retry) if retries < 2 => retries += 1,
-                        Err(err) => return Err(err),
+                        Err(err) => break Err(err),
                     }
+                };
+                // Kept for the next batch only after answers that leave it in step with the
+                // database; after any other failure (a lost connection, say) it is closed.
+                if matches!(&outcome, Ok(_) | Err(StoreError::Conflict | StoreError::Retry | StoreError::MembersChanged)) {
+                    self.keep_batch_connection(conn);
                 }
+                outcome
             }
 
             #[tracing::instrument(skip_all)]

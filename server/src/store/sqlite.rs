@@ -58,6 +58,16 @@ impl SqliteStore {
     fn writer(&self) -> &SqlitePool {
         &self.writer
     }
+
+    /// The one writer connection, for a batch of messages: every write of SQLite queues for it.
+    async fn batch_connection(&self) -> StoreResult<sqlx::pool::PoolConnection<Sqlite>> {
+        Ok(self.writer.acquire().await?)
+    }
+
+    /// Back to the pool, where the other writes wait for it.
+    fn keep_batch_connection(&self, conn: sqlx::pool::PoolConnection<Sqlite>) {
+        drop(conn);
+    }
 }
 
 /// Whether a connection coming back to the pool is out of any transaction; one that is not is
