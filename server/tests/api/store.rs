@@ -241,6 +241,43 @@ async fn a_batch_whose_remembered_members_changed_leaves_no_hole_in_the_streams(
     assert_eq!(store.clock().await.unwrap(), 4, "no position taken by the refused attempt");
 }
 
+/// Postgres keeps a batch's connection for the next batch. One that the database lost meanwhile
+/// (here its backend terminated, as a restart or a network cut would) fails the batch it is used
+/// for, and is then closed, not kept: the batch after is stored through a new connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_connection_lost_with_the_database_is_not_used_again() {
+    use sqlx::Connection;
+    let app = spawn(Backend::Postgres).await;
+    let url = app.config.database_url();
+    let name = format!("batch-{}", uuid::Uuid::new_v4().simple());
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let store = store::connect(&format!("{url}{separator}application_name={name}")).await.unwrap();
+    let (_, ids) = store_with_accounts(&app, &["ada", "bo"]).await;
+    let chat_id = store.create_chat(ids[0], ids[1], 1).await.unwrap().chat_id;
+    let message = |n: u32| NewMessage {
+        chat_id,
+        sender_id: ids[0],
+        client_id: format!("00000000-0000-4000-8000-{n:012}"),
+        body: format!("note {n}"),
+        now: 2,
+    };
+    let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
+    let batch_backends = "SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND query LIKE 'WITH guard%'";
+
+    assert!(matches!(store.send_messages(&[message(1)]).await.unwrap()[..], [SendOutcome::Created { .. }]));
+    let (kept,): (i32,) = sqlx::query_as(batch_backends).bind(&name).fetch_one(&mut admin).await.unwrap();
+    let (terminated,): (bool,) =
+        sqlx::query_as("SELECT pg_terminate_backend($1, 5000)").bind(kept).fetch_one(&mut admin).await.unwrap();
+    assert!(terminated);
+
+    let lost = store.send_messages(&[message(2)]).await;
+    assert!(matches!(lost, Err(store::StoreError::Unavailable(_))), "{lost:?}");
+    let outcomes = store.send_messages(&[message(2)]).await.unwrap();
+    assert!(matches!(outcomes[..], [SendOutcome::Created { .. }]), "{outcomes:?}");
+    let (now_kept,): (i32,) = sqlx::query_as(batch_backends).bind(&name).fetch_one(&mut admin).await.unwrap();
+    assert_ne!(now_kept, kept);
+}
+
 on_both_backends!(a_users_stream_merges_their_chats_and_events_in_pages_of_any_size);
 
 /// A user's stream is their chats' messages and their other events (chats started, read
