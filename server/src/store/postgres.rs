@@ -20,6 +20,8 @@ pub struct PgStore {
     /// Connections that stored a batch of messages and wait for the next, out of the pool, each
     /// with when it was last used (see [`PgStore::batch_connection`]).
     batch_connections: std::sync::Mutex<Vec<(PgConnection, Instant)>>,
+    /// How long taking a connection may take, the pool's and a kept batch connection's ping.
+    acquire_timeout: std::time::Duration,
 }
 
 /// Chats' members kept between batches of messages, so that a batch of chats seen before skips
@@ -77,7 +79,7 @@ impl PgStore {
             .connect_with(options)
             .await?;
         sqlx::migrate!("../migrations/postgres").run(&pool).await?;
-        Ok(Self { pool, members: Default::default(), batch_connections: Default::default() })
+        Ok(Self { pool, members: Default::default(), batch_connections: Default::default(), acquire_timeout })
     }
 
     /// Writers lock the rows they move in one order, so any number may run at once.
@@ -94,12 +96,18 @@ impl PgStore {
     /// A connection for a batch of messages. Batches keep theirs out of the pool: sqlx pings a
     /// connection every time it goes back to its pool, a second round trip per batch that kept
     /// the database and the server busy for nothing (docs/BENCHMARKS.md, item 31). One idle for
-    /// a while is pinged first, as the pool does (`PING_AFTER_IDLE`).
+    /// a while is pinged first, as the pool does (`PING_AFTER_IDLE`), within the time a connection
+    /// from the pool may take; one that fails or takes longer is dropped.
     async fn batch_connection(&self) -> StoreResult<BatchConnection> {
         loop {
             let kept = self.batch_connections.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).pop();
             let Some((mut conn, last_used)) = kept else { break };
-            if last_used.elapsed() < PING_AFTER_IDLE || sqlx::Connection::ping(&mut conn).await.is_ok() {
+            if last_used.elapsed() < PING_AFTER_IDLE
+                || matches!(
+                    tokio::time::timeout(self.acquire_timeout, sqlx::Connection::ping(&mut conn)).await,
+                    Ok(Ok(()))
+                )
+            {
                 return Ok(BatchConnection { conn: Some(conn) });
             }
         }

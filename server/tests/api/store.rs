@@ -243,7 +243,8 @@ async fn a_batch_whose_remembered_members_changed_leaves_no_hole_in_the_streams(
 
 /// Postgres keeps a batch's connection for the next batch. One that the database lost meanwhile
 /// (here its backend terminated, as a restart or a network cut would) fails the batch it is used
-/// for, and is then closed, not kept: the batch after is stored through a new connection.
+/// for, and is then closed, not kept: the batch after is stored through a new connection. One
+/// idle for a second or more is pinged first, and a lost one replaced before the batch.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_connection_lost_with_the_database_is_not_used_again() {
     use sqlx::Connection;
@@ -276,6 +277,13 @@ async fn a_batch_connection_lost_with_the_database_is_not_used_again() {
     assert!(matches!(outcomes[..], [SendOutcome::Created { .. }]), "{outcomes:?}");
     let (now_kept,): (i32,) = sqlx::query_as(batch_backends).bind(&name).fetch_one(&mut admin).await.unwrap();
     assert_ne!(now_kept, kept);
+
+    // One that sat idle for a second is pinged before it is used: lost meanwhile, it is replaced
+    // and the batch goes through.
+    sqlx::query("SELECT pg_terminate_backend($1, 5000)").bind(now_kept).execute(&mut admin).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let outcomes = store.send_messages(&[message(3)]).await.unwrap();
+    assert!(matches!(outcomes[..], [SendOutcome::Created { .. }]), "{outcomes:?}");
 }
 
 on_both_backends!(a_users_stream_merges_their_chats_and_events_in_pages_of_any_size);
