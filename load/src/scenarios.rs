@@ -155,7 +155,8 @@ fn run_salt() -> u64 {
 
 /// Each sender's messages carry the send time (µs since `epoch`) as their body, so the receiver
 /// computes the latency. With a `rate`, that is the time the message was due by the schedule,
-/// whether or not the window let it go then.
+/// whether or not the window let it go then; the body then also carries when it was written
+/// (`due,written`), so that the report can tell the load generator's own lateness apart.
 ///
 /// With several nodes, pair `p`'s sender is on node `p mod n` and its receiver on the next node:
 /// every message crosses from one node to another, and each node has senders and receivers.
@@ -184,6 +185,8 @@ async fn throughput(
         let chat = chats[pair];
         receivers.push(tokio::spawn(async move {
             let mut latency = latency_histogram();
+            // From when each message was written, when that differs from when it was due.
+            let mut from_written = latency_histogram();
             let mut timeline = Vec::new();
             let mut seen = HashSet::with_capacity(messages);
             let mut duplicates = 0usize;
@@ -195,10 +198,14 @@ async fn throughput(
                 match socket.next_within(Duration::from_secs(30)).await? {
                     Some(ServerFrame::Event(Event::Message { message, .. })) if message.chat_id == chat => {
                         last_at = Instant::now();
-                        let sent_us: u64 = message.body.parse().unwrap_or(0);
+                        let (sent, written) = message.body.split_once(',').unwrap_or((&message.body, ""));
+                        let sent_us: u64 = sent.parse().unwrap_or(0);
                         let now_us = epoch.elapsed().as_micros() as u64;
                         let latency_us = now_us.saturating_sub(sent_us).max(1);
                         latency.saturating_record(latency_us);
+                        if let Ok(written_us) = written.parse::<u64>() {
+                            from_written.saturating_record(now_us.saturating_sub(written_us).max(1));
+                        }
                         record_window(&mut timeline, sent_us, latency_us);
                         if sent_us < last_sent_us || message.seq <= last_seq {
                             out_of_order += 1;
@@ -213,7 +220,7 @@ async fn throughput(
                 }
             }
             socket.close().await;
-            Result::Ok((latency, timeline, seen.len(), duplicates, out_of_order, last_at))
+            Result::Ok((latency, from_written, timeline, seen.len(), duplicates, out_of_order, last_at))
         }));
     }
     let mut sockets = Vec::with_capacity(pairs);
@@ -250,7 +257,10 @@ async fn throughput(
                     // behind (and holds the window full) shows it; one written a little early
                     // counts from when it was written.
                     let sent_at = due.map_or(now, |due| due.min(now)).duration_since(epoch);
-                    let body = sent_at.as_micros().to_string();
+                    let body = match due {
+                        Some(_) => format!("{},{}", sent_at.as_micros(), now.duration_since(epoch).as_micros()),
+                        None => sent_at.as_micros().to_string(),
+                    };
                     let client_id = new_client_id(pair * messages + sent, salt);
                     socket.feed(&ClientFrame::Send { chat_id: chat, client_id, body }).await?;
                     sent += 1;
@@ -288,12 +298,14 @@ async fn throughput(
         lag.add(&h)?;
     }
     let mut latency = latency_histogram();
+    let mut from_written = latency_histogram();
     let mut timeline = Vec::new();
     let (mut delivered, mut duplicates, mut out_of_order) = (0, 0, 0);
     let mut last = started;
     for receiver in receivers {
-        let (h, t, n, d, o, at) = receiver.await??;
+        let (h, w, t, n, d, o, at) = receiver.await??;
         latency.add(&h)?;
+        from_written.add(&w)?;
         merge_windows(&mut timeline, &t);
         delivered += n;
         duplicates += d;
@@ -305,6 +317,7 @@ async fn throughput(
     let per_sec = delivered as f64 / seconds;
     let (latency_json, latency_cell) = latency_summary(&latency);
     let (lag_json, lag_cell) = latency_summary(&lag);
+    let (written_json, written_cell) = latency_summary(&from_written);
     let (timeline_json, timeline_cell) = timeline_summary(&timeline, started.duration_since(epoch).as_micros() as u64);
     let mut rows = vec![
         (
@@ -325,6 +338,9 @@ async fn throughput(
     ];
     if rate.is_some() {
         rows.push(("due → written".into(), lag_cell));
+        // The same messages from when they were written: the server's part and the receiving
+        // side's, without the load generator's lateness in writing them.
+        rows.push(("written → receive".into(), written_cell));
     }
     Ok(Report {
         ok: delivered == expected && duplicates == 0 && out_of_order == 0 && acked == expected,
@@ -335,7 +351,8 @@ async fn throughput(
             "acked": acked, "delivered": delivered, "duplicates": duplicates, "missing": expected - delivered.min(expected),
             "out_of_order": out_of_order,
             "seconds": seconds, "messages_per_sec": per_sec, "latency": latency_json,
-            "send_lag": rate.map(|_| lag_json), "timeline": timeline_json,
+            "send_lag": rate.map(|_| lag_json), "latency_from_written": rate.map(|_| written_json),
+            "timeline": timeline_json,
         }),
     })
 }
