@@ -412,12 +412,8 @@ pub async fn delete_account(state: &AppState, session: &crate::state::Session, p
         })?;
         for (chat_id, crate::store::EventPos { user_id: friend, pos }) in &deleted.announced {
             let mut deliveries = Vec::new();
-            match state.store.chat_for_user(*chat_id, *friend).await {
-                Ok(Some(chat)) => {
-                    let chat = crate::chats::chat_views(&state, vec![chat]).await.pop().expect("one in, one out");
-                    let event = parley_common::Event::ChatCreated { cursor: state.cursors.string(*pos), chat };
-                    deliveries.push((*friend, event, None));
-                }
+            match crate::chats::chat_created_event(&state, *friend, *chat_id, *pos).await {
+                Ok(Some(event)) => deliveries.push((*friend, event, None)),
                 // The event is stored: the friend's devices get it on their next sync.
                 Ok(None) => {}
                 Err(err) => tracing::warn!(error = %err, "telling a friend of a deleted account"),

@@ -96,6 +96,13 @@ async fn one_chat_view(state: &AppState, chat: ChatSummary) -> Chat {
     chat_views(state, vec![chat]).await.pop().expect("one in, one out")
 }
 
+/// The `chat_created` event of the chat at `pos`, as `member` sees it now; `None` if they are
+/// not in it (any more).
+pub async fn chat_created_event(state: &AppState, member: i64, chat_id: i64, pos: i64) -> ApiResult<Option<Event>> {
+    let Some(chat) = state.store.chat_for_user(chat_id, member).await? else { return Ok(None) };
+    Ok(Some(Event::ChatCreated { cursor: state.cursors.string(pos), chat: one_chat_view(state, chat).await }))
+}
+
 /// How this server writes and reads cursors: positions in the user's event stream, as decimal
 /// strings, marked with the history epoch once it is not 0 (`"<epoch>.<position>"`). Clients
 /// treat them as opaque. The epoch moves on when the database is restored from a backup
@@ -158,15 +165,8 @@ pub async fn start_chat(state: &AppState, user_id: i64, email: &str) -> ApiResul
         if let Some(pos) = created.events.first().map(|e| e.pos) {
             let mut deliveries = Vec::new();
             for EventPos { user_id: member, .. } in &created.events {
-                match state.store.chat_for_user(created.chat_id, *member).await {
-                    Ok(Some(chat)) => {
-                        let chat = one_chat_view(&state, chat).await;
-                        deliveries.push((
-                            *member,
-                            Event::ChatCreated { cursor: state.cursors.string(pos), chat },
-                            None,
-                        ));
-                    }
+                match chat_created_event(&state, *member, created.chat_id, pos).await {
+                    Ok(Some(event)) => deliveries.push((*member, event, None)),
                     Ok(None) => {}
                     // Stored all the same: the member's devices find it through the store.
                     Err(err) => tracing::warn!(error = %err, "rendering a new chat for a member"),
@@ -251,8 +251,7 @@ pub async fn render_event(state: &AppState, user_id: i64, record: EventRecord) -
     Ok(match record.kind {
         EventKind::Message(m) => Event::Message { cursor, message: message_view(&m) },
         EventKind::ChatCreated => {
-            let chat = state.store.chat_for_user(record.chat_id, user_id).await?.ok_or(ApiError::ChatNotFound)?;
-            Event::ChatCreated { cursor, chat: one_chat_view(state, chat).await }
+            chat_created_event(state, user_id, record.chat_id, record.pos).await?.ok_or(ApiError::ChatNotFound)?
         }
         EventKind::Read { reader_id, up_to } => {
             Event::Read { cursor, chat_id: record.chat_id, user_id: reader_id, up_to }

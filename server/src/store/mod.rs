@@ -356,7 +356,7 @@ pub enum SendOutcome {
     /// Committed now; `events`: the members, each at the message's position. `reached_out`: the
     /// sender's first message in the chat, after which the friend may see the sender's presence.
     Created { message: MessageRecord, events: Vec<EventPos>, reached_out: bool },
-    /// Committed before under the same `client_id`; `cursor` is the sender's position for it.
+    /// Committed before under the same `client_id`; `cursor` is its position (its id).
     Duplicate { message: MessageRecord, cursor: i64 },
     /// The `client_id` names another message of this sender.
     ClientIdReused,

@@ -12,7 +12,7 @@ macro_rules! impl_store {
         // A block of its own, so the glob import stays inside the expansion.
         const _: () = {
         use $crate::store::*;
-        use $crate::store::sql::{BatchMember, BatchWrite, ChatRow, EventRow, NewEvent, READ_CLOCK};
+        use $crate::store::sql::{BatchMember, BatchWrite, ChatRow, EventRow, NewEvent, READ_CLOCK, TAKE_POSITIONS};
 
         impl $store {
             /// Takes the next position of the clock for one event told to each of `user_ids`
@@ -30,9 +30,7 @@ macro_rules! impl_store {
                 let mut sorted = user_ids.to_vec();
                 sorted.sort_unstable();
                 sorted.dedup();
-                let (pos,): (i64,) = sqlx::query_as("UPDATE clock SET value = value + 1 WHERE id = 1 RETURNING value")
-                    .fetch_one(&mut **tx)
-                    .await?;
+                let (pos,): (i64,) = sqlx::query_as(TAKE_POSITIONS).bind(1_i64).fetch_one(&mut **tx).await?;
                 let events: Vec<NewEvent> = sorted
                     .iter()
                     .map(|&user_id| NewEvent { user_id, pos, kind, chat_id, reader, created_at: now })
@@ -1084,6 +1082,9 @@ pub(crate) struct BatchMember {
 
 /// The clock's value: the newest position taken.
 pub(crate) const READ_CLOCK: &str = "SELECT value FROM clock WHERE id = 1";
+/// Takes the clock's next `$1` positions; returns the last of them. (Postgres's batch of messages
+/// takes its positions inside its one statement, `write_batch_ctes!`.)
+pub(crate) const TAKE_POSITIONS: &str = "UPDATE clock SET value = value + $1 WHERE id = 1 RETURNING value";
 
 /// An event row to store (a chat started, a read marker), its position already taken.
 pub(crate) struct NewEvent {

@@ -7,7 +7,7 @@ use sqlx::{
 };
 
 use super::{
-    sql::{batch_members_select, chat_query, impl_store, BatchMember, BatchWrite, NewEvent, Written},
+    sql::{batch_members_select, chat_query, impl_store, BatchMember, BatchWrite, NewEvent, Written, TAKE_POSITIONS},
     MessageRecord, NewMessage, StoreError, StoreResult,
 };
 
@@ -179,10 +179,7 @@ impl SqliteStore {
     ) -> StoreResult<(Vec<Written>, Vec<(i64, i64)>)> {
         let mut tx = conn.begin().await?;
         let taken = w.len() as i64;
-        let (clock,): (i64,) = sqlx::query_as("UPDATE clock SET value = value + $1 WHERE id = 1 RETURNING value")
-            .bind(taken)
-            .fetch_one(&mut *tx)
-            .await?;
+        let (clock,): (i64,) = sqlx::query_as(TAKE_POSITIONS).bind(taken).fetch_one(&mut *tx).await?;
         let clock_before = clock - taken;
         let last_seq = Self::bump_chats(&mut tx, w, clock_before).await?;
         let seq_before: Vec<i64> = w.by_chat.iter().map(|(chat, list)| last_seq[chat] - list.len() as i64).collect();
