@@ -7,7 +7,7 @@ use sqlx::{
 };
 
 use super::{
-    sql::{batch_members_select, chat_query, impl_store, BatchMember, BatchWrite, NewEvent, Written},
+    sql::{batch_members_select, chat_query, impl_store, BatchMember, BatchWrite, ChatAfter, NewEvent, Written},
     MessageRecord, NewMessage, StoreError, StoreResult,
 };
 
@@ -262,25 +262,51 @@ impl PgStore {
         .await?)
     }
 
+    /// The user's chats with a message in `(since, up_to]`, by their first one there, at most
+    /// `limit`: each chat's first found by one probe of `messages_chat_pos`.
+    async fn chats_after(
+        conn: &mut PgConnection,
+        user_id: i64,
+        since: i64,
+        up_to: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<ChatAfter>> {
+        Ok(sqlx::query_as(
+            "SELECT cm.chat_id, f.id AS first_pos, f.seq AS first_seq
+             FROM chat_members cm JOIN chats c ON c.id = cm.chat_id
+             CROSS JOIN LATERAL (SELECT id, seq FROM messages m
+                                 WHERE m.chat_id = cm.chat_id AND m.id > $2 ORDER BY m.id LIMIT 1) f
+             WHERE cm.user_id = $1 AND c.last_pos > $2 AND f.id <= $3
+             ORDER BY f.id LIMIT $4",
+        )
+        .bind(user_id)
+        .bind(since)
+        .bind(up_to)
+        .bind(limit)
+        .fetch_all(conn)
+        .await?)
+    }
+
     /// The messages of each chat with positions in `(since, up_to]`, at most `limit` a chat, by
     /// chat and position: one statement, each chat read through `messages_chat_pos`.
     async fn messages_after(
         conn: &mut PgConnection,
-        chat_ids: &[i64],
+        chats: &[ChatAfter],
         since: i64,
         up_to: i64,
         limit: i64,
     ) -> StoreResult<Vec<MessageRecord>> {
-        if chat_ids.is_empty() {
+        if chats.is_empty() {
             return Ok(Vec::new());
         }
+        let chat_ids: Vec<i64> = chats.iter().map(|c| c.chat_id).collect();
         Ok(sqlx::query_as(
             "SELECT m.* FROM UNNEST($1::int8[]) WITH ORDINALITY AS c (id, n)
              CROSS JOIN LATERAL (SELECT * FROM messages
                                  WHERE chat_id = c.id AND id > $2 AND id <= $3 ORDER BY id LIMIT $4) m
              ORDER BY c.n, m.id",
         )
-        .bind(chat_ids)
+        .bind(&chat_ids)
         .bind(since)
         .bind(up_to)
         .bind(limit)

@@ -4,7 +4,8 @@
 
 /// Implements `Store` for a type with `reader()` and `writer()` pools of database `$db`, a
 /// `MAX_WRITERS` constant, the batch statements (`committed_messages`, `batch_members`,
-/// `write_batch`, `insert_events`) and the memory of chats' members between batches
+/// `write_batch`, `insert_events`), the sync's reads (`chats_after`, `messages_after`) and the
+/// memory of chats' members between batches
 /// (`remembered_members`, `remember_members`, `forget_members`, `remember_first_words`; Postgres
 /// only, SQLite's are empty).
 macro_rules! impl_store {
@@ -645,9 +646,9 @@ macro_rules! impl_store {
             /// The clock is read first: every position up to its value has committed (positions
             /// commit in order), so what the later statements find up to it is complete, and
             /// nothing past it is taken. Only the `limit` chats whose next message comes first
-            /// are read (each found by one probe of `messages_chat_pos`): a user with many busy
-            /// chats would otherwise have each read `limit` deep for every page, and a replay
-            /// from the start cost their number times the rows it returns. Each chat read and the
+            /// are read (each backend's `chats_after` finds them): a user with many busy chats
+            /// would otherwise have each read `limit` deep for every page, and a replay from the
+            /// start cost their number times the rows it returns. Each chat read and the
             /// events give at most `limit` rows; the page ends where one of them filled its
             /// `limit` (past it, that source may hold more) and before the first message of the
             /// chats left out, whichever comes first.
@@ -660,27 +661,13 @@ macro_rules! impl_store {
                 if since >= clock {
                     return Ok(EventPage { events: Vec::new(), next: since, more: false, clock });
                 }
-                // (chat, its first message past `since`), the first `limit` and one more.
-                let mut firsts: Vec<(i64, i64)> = sqlx::query_as(
-                    "SELECT chat_id, first_pos FROM (
-                         SELECT cm.chat_id,
-                                (SELECT min(m.id) FROM messages m WHERE m.chat_id = cm.chat_id AND m.id > $2) AS first_pos
-                         FROM chat_members cm JOIN chats c ON c.id = cm.chat_id
-                         WHERE cm.user_id = $1 AND c.last_pos > $2) f
-                     WHERE first_pos <= $3 ORDER BY first_pos LIMIT $4",
-                )
-                .bind(user_id)
-                .bind(since)
-                .bind(clock)
-                .bind(limit + 1)
-                .fetch_all(&mut *conn)
-                .await?;
+                // The chats with a message past `since`, by their first one: the first `limit` and one more.
+                let mut firsts = Self::chats_after(&mut conn, user_id, since, clock, limit + 1).await?;
                 // The chats left out start at or past this one's first message.
-                let left_out = (firsts.len() as i64 > limit).then(|| firsts[limit as usize].1);
+                let left_out = (firsts.len() as i64 > limit).then(|| firsts[limit as usize].first_pos);
                 firsts.truncate(limit as usize);
-                let mut chat_ids: Vec<i64> = firsts.into_iter().map(|(id, _)| id).collect();
-                chat_ids.sort_unstable();
-                let messages = Self::messages_after(&mut conn, &chat_ids, since, clock, limit).await?;
+                firsts.sort_unstable_by_key(|c| c.chat_id);
+                let messages = Self::messages_after(&mut conn, &firsts, since, clock, limit).await?;
                 let events = sqlx::query_as::<$db, EventRow>(
                     "SELECT pos, kind, chat_id, reader_id, up_to FROM events
                      WHERE user_id = $1 AND pos > $2 AND pos <= $3 ORDER BY pos LIMIT $4",
@@ -1254,6 +1241,16 @@ impl ChatRow {
             friend_deleted: self.friend_deleted,
         }
     }
+}
+
+/// A chat of the user's with messages past a sync's cursor, and its first one there.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct ChatAfter {
+    pub chat_id: i64,
+    /// The first message's position (its id).
+    pub first_pos: i64,
+    /// The first message's `seq`.
+    pub first_seq: i64,
 }
 
 /// An event that is not a message (a chat started, a read marker).

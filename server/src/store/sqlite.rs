@@ -7,7 +7,9 @@ use sqlx::{
 };
 
 use super::{
-    sql::{batch_members_select, chat_query, impl_store, BatchMember, BatchWrite, NewEvent, Written, TAKE_POSITIONS},
+    sql::{
+        batch_members_select, chat_query, impl_store, BatchMember, BatchWrite, ChatAfter, NewEvent, Written, TAKE_POSITIONS,
+    },
     MessageRecord, NewMessage, StoreError, StoreResult,
 };
 
@@ -106,6 +108,32 @@ fn push_resend_lookup<'a>(query: &mut QueryBuilder<'a, Sqlite>, batch: &'a [NewM
     query.push(")");
 }
 
+/// `SqliteStore::chats_after`'s binary search: `$1` the user, `$2` the cursor, `$3` the clock,
+/// `$4` the limit. A step moves `lo` past the midpoint when the midpoint's message is at or
+/// before the cursor, else `hi` to it, and probes its new midpoint (written out from the old
+/// `lo` and `hi`, as a recursive step can read only its row). `lo <= hi` holds throughout, and
+/// a chat's `last_pos > $2` means its last message is past the cursor, so the search ends on one.
+const CHATS_AFTER: &str = "
+    WITH RECURSIVE search (chat_id, lo, hi, mid_pos) AS (
+        SELECT cm.chat_id, 1, c.last_seq,
+               (SELECT m.id FROM messages m
+                WHERE m.chat_id = cm.chat_id AND m.seq >= (1 + c.last_seq) / 2 ORDER BY m.seq LIMIT 1)
+        FROM chat_members cm JOIN chats c ON c.id = cm.chat_id
+        WHERE cm.user_id = $1 AND c.last_pos > $2
+        UNION ALL
+        SELECT s.chat_id,
+               iif(s.mid_pos <= $2, (s.lo + s.hi) / 2 + 1, s.lo),
+               iif(s.mid_pos <= $2, s.hi, (s.lo + s.hi) / 2),
+               (SELECT m.id FROM messages m
+                WHERE m.chat_id = s.chat_id
+                  AND m.seq >= iif(s.mid_pos <= $2, ((s.lo + s.hi) / 2 + 1 + s.hi) / 2,
+                                                    (s.lo + (s.lo + s.hi) / 2) / 2)
+                ORDER BY m.seq LIMIT 1)
+        FROM search s WHERE s.lo < s.hi
+    )
+    SELECT chat_id, mid_pos AS first_pos, lo AS first_seq FROM search
+    WHERE lo = hi AND mid_pos <= $3 ORDER BY mid_pos LIMIT $4";
+
 /// Rows of events per statement: seven parameters each, under SQLite's limit of 32,766 per
 /// statement.
 const EVENTS_PER_INSERT: usize = 2048;
@@ -145,23 +173,44 @@ impl SqliteStore {
         Ok(query.build_query_as().fetch_all(conn).await?)
     }
 
-    /// The messages of each chat with positions in `(since, up_to]`, at most `limit` a chat, by
-    /// chat and position: a statement per chat, each through `messages_chat_pos`. SQLite runs in
-    /// this process, so a statement costs no round trip.
+    /// The user's chats with a message in `(since, up_to]`, by their first one there, at most
+    /// `limit`.
+    ///
+    /// SQLite keeps one index of a chat's messages, by `seq` (each commit writes a leaf of every
+    /// per-chat index for each chat in its batch, and a second one by position cost a third of
+    /// the bytes a commit wrote: docs/BENCHMARKS.md, item 32). A chat's positions rise with its
+    /// `seq`, so its first message past `since` is found by a binary search over `seq` in
+    /// `[1, last_seq]`, a probe of that index per step (~20 for a chat of a million messages).
+    /// Each step's row carries the probe of its own midpoint, `mid_pos` (the position of the
+    /// first message at or past it), so that a step probes once; when `lo = hi` that is the
+    /// answer's position.
+    async fn chats_after(
+        conn: &mut SqliteConnection,
+        user_id: i64,
+        since: i64,
+        up_to: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<ChatAfter>> {
+        Ok(sqlx::query_as(CHATS_AFTER).bind(user_id).bind(since).bind(up_to).bind(limit).fetch_all(conn).await?)
+    }
+
+    /// The messages of each chat from its first past `since` up to position `up_to`, at most
+    /// `limit` a chat, by chat and `seq`: a statement per chat, each through `(chat_id, seq)`.
+    /// SQLite runs in this process, so a statement costs no round trip.
     async fn messages_after(
         conn: &mut SqliteConnection,
-        chat_ids: &[i64],
-        since: i64,
+        chats: &[ChatAfter],
+        _since: i64,
         up_to: i64,
         limit: i64,
     ) -> StoreResult<Vec<MessageRecord>> {
         let mut messages = Vec::new();
-        for &chat_id in chat_ids {
+        for chat in chats {
             let rows: Vec<MessageRecord> = sqlx::query_as(
-                "SELECT * FROM messages WHERE chat_id = $1 AND id > $2 AND id <= $3 ORDER BY id LIMIT $4",
+                "SELECT * FROM messages WHERE chat_id = $1 AND seq >= $2 AND id <= $3 ORDER BY seq LIMIT $4",
             )
-            .bind(chat_id)
-            .bind(since)
+            .bind(chat.chat_id)
+            .bind(chat.first_seq)
             .bind(up_to)
             .bind(limit)
             .fetch_all(&mut *conn)
@@ -303,6 +352,33 @@ mod tests {
             "{steps:?}"
         );
         assert!(!steps.iter().any(|s| s.starts_with("SCAN messages")), "{steps:?}");
+        drop(conn);
+        drop(store);
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_syncs_binary_search_probes_the_chats_seq_index_and_never_reads_a_chat_through() {
+        let path = std::env::temp_dir().join(format!("parley-plan-{}.db", uuid::Uuid::new_v4()));
+        let store = SqliteStore::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+        let mut conn = store.reader().acquire().await.unwrap();
+        let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(&format!("EXPLAIN QUERY PLAN {CHATS_AFTER}"))
+            .bind(1_i64)
+            .bind(0_i64)
+            .bind(10_i64)
+            .bind(10_i64)
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap();
+        let steps: Vec<&str> = plan.iter().map(|(.., detail)| detail.as_str()).collect();
+        let probes: Vec<&&str> = steps.iter().filter(|s| s.contains(" m ") || s.ends_with(" m")).collect();
+        assert_eq!(probes.len(), 2, "the first probe and a step's: {steps:?}");
+        assert!(
+            probes.iter().all(|s| s.starts_with("SEARCH m USING COVERING INDEX") && s.contains("(chat_id=? AND seq>?)")),
+            "{steps:?}"
+        );
         drop(conn);
         drop(store);
         for suffix in ["", "-wal", "-shm"] {

@@ -376,3 +376,79 @@ async fn a_users_stream_merges_their_chats_and_events_in_pages_of_any_size(backe
     assert!(kinds.iter().any(|k| matches!(k, store::EventKind::Read { reader_id, up_to: 2 } if *reader_id == bo)));
     assert_eq!(kinds.len(), 1 + 2 + 1 + 4, "Bo's chat: created, two messages, his read marker, four more");
 }
+
+on_both_backends!(a_sync_from_any_cursor_starts_at_each_chats_next_message);
+
+/// Whatever the cursor, a sync starts each chat at its first message past it (SQLite finds it by
+/// a binary search over the chat's `seq`s, so every cursor between, at and around each message of
+/// chats of many sizes is tried): the page holds exactly the positions past the cursor.
+async fn a_sync_from_any_cursor_starts_at_each_chats_next_message(backend: Backend) {
+    let app = spawn(backend).await;
+    let (store, ids) = store_with_accounts(&app, &["ada", "bo", "cy", "dee", "eve"]).await;
+    let ada = ids[0];
+    let mut chats = Vec::new();
+    for &friend in &ids[1..] {
+        chats.push(store.create_chat(ada, friend, 1).await.unwrap().chat_id);
+    }
+    let start = store.clock().await.unwrap();
+    // Chats of 1, 7, 33 and 64 messages, interleaved unevenly (a fixed pseudo-random order).
+    let mut left = [1_usize, 7, 33, 64];
+    let mut order = Vec::new();
+    let mut seed = 7_usize;
+    while left.iter().any(|&n| n > 0) {
+        seed = (seed * 1_103_515_245 + 12_345) % (1 << 31);
+        let c = seed % left.len();
+        if left[c] > 0 {
+            left[c] -= 1;
+            order.push(c);
+        }
+    }
+    let mut positions = Vec::new();
+    let mut sent = 0;
+    // In batches of 1 to 6.
+    let mut rest = &order[..];
+    let mut batches = Vec::new();
+    for size in (1..=6).cycle() {
+        if rest.is_empty() {
+            break;
+        }
+        let (batch, after) = rest.split_at(size.min(rest.len()));
+        batches.push(batch);
+        rest = after;
+    }
+    for batch in batches {
+        let messages: Vec<NewMessage> = batch
+            .iter()
+            .map(|&c| {
+                sent += 1;
+                NewMessage {
+                    chat_id: chats[c],
+                    sender_id: if sent % 2 == 0 { ada } else { ids[c + 1] },
+                    client_id: format!("00000000-0000-4000-8000-{sent:012}"),
+                    body: format!("message {sent}"),
+                    now: 2,
+                }
+            })
+            .collect();
+        for outcome in store.send_messages(&messages).await.unwrap() {
+            match outcome {
+                SendOutcome::Created { message, .. } => positions.push(message.id),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+    assert_eq!(positions.len(), 1 + 7 + 33 + 64);
+    positions.sort_unstable();
+    let clock = store.clock().await.unwrap();
+
+    for since in start..=clock {
+        let page = store.events_since(ada, since, 1000).await.unwrap();
+        let got: Vec<i64> = page.events.iter().map(|e| e.pos).collect();
+        let wanted: Vec<i64> = positions.iter().copied().filter(|&p| p > since).collect();
+        assert_eq!(got, wanted, "from {since}");
+        assert!(!page.more, "from {since}");
+        // With room for one message a chat, each chat with more past the cursor gives its first.
+        let page = store.events_since(ada, since, 1).await.unwrap();
+        assert_eq!(page.events.first().map(|e| e.pos), wanted.first().copied(), "from {since}, one at a time");
+    }
+}
