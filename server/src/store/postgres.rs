@@ -1,5 +1,5 @@
 //! The production backend: PostgreSQL.
-use std::{collections::HashMap, str::FromStr, time::Instant};
+use std::{str::FromStr, time::Instant};
 
 use sqlx::{
     postgres::{PgConnectOptions, PgPoolOptions},
@@ -7,7 +7,7 @@ use sqlx::{
 };
 
 use super::{
-    sql::{batch_members_select, chat_query, impl_store, BatchMember, BatchWrite, ChatAfter, NewEvent, Written},
+    sql::{batch_members_select, chat_query, impl_store, BatchMember, BatchWrite, ChatAfter, MembersMemory, NewEvent, Written},
     MessageRecord, NewMessage, StoreError, StoreResult,
 };
 
@@ -16,30 +16,13 @@ const PING_AFTER_IDLE: std::time::Duration = std::time::Duration::from_secs(1);
 
 pub struct PgStore {
     pool: PgPool,
-    members: std::sync::Mutex<MembersMemory>,
+    members: MembersMemory,
     /// Connections that stored a batch of messages and wait for the next, out of the pool, each
     /// with when it was last used (see [`PgStore::batch_connection`]).
     batch_connections: std::sync::Mutex<Vec<(PgConnection, Instant)>>,
     /// How long taking a connection may take, the pool's and a kept batch connection's ping.
     acquire_timeout: std::time::Duration,
 }
-
-/// Chats' members kept between batches of messages, so that a batch of chats seen before skips
-/// the read of their members: a statement and a round trip before every write (at a light load,
-/// a third more messages per second without it; docs/BENCHMARKS.md, item 23). It holds for one
-/// membership epoch: `membership_epoch`, which triggers move on every change to chats' members,
-/// to blocks and to deleted accounts, and which the write compares in its own snapshot, storing
-/// nothing if it moved.
-#[derive(Default)]
-struct MembersMemory {
-    epoch: i64,
-    /// Each chat's members (ascending) and whether they reached out; only chats with no block and
-    /// no deleted account among them, whose messages the write may store without a look.
-    chats: HashMap<i64, Vec<(i64, bool)>>,
-}
-
-/// Past this many chats remembered, the memory starts again empty.
-const REMEMBERED_CHATS: usize = 100_000;
 
 impl PgStore {
     /// Connects and applies `migrations/postgres`. A `?options=-c search_path=…` in the URL selects
@@ -324,64 +307,6 @@ impl PgStore {
         .bind(chat_ids)
         .fetch_all(conn)
         .await?)
-    }
-
-    fn memory(&self) -> std::sync::MutexGuard<'_, MembersMemory> {
-        self.members.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// The epoch and members of the chats, if every one is remembered.
-    fn remembered_members(&self, chat_ids: &[i64]) -> Option<(i64, Vec<BatchMember>)> {
-        let memory = self.memory();
-        let mut rows = Vec::with_capacity(chat_ids.len() * 2);
-        for &chat_id in chat_ids {
-            for &(user_id, reached_out) in memory.chats.get(&chat_id)? {
-                rows.push(BatchMember {
-                    chat_id,
-                    user_id,
-                    reached_out,
-                    blocks_friend: false,
-                    gone: false,
-                    epoch: Some(memory.epoch),
-                });
-            }
-        }
-        Some((memory.epoch, rows))
-    }
-
-    /// Remembers the chats just read (one statement's rows, so of one epoch), those with no block
-    /// and no deleted account among their members; rows of another epoch than the one remembered
-    /// replace everything.
-    fn remember_members(&self, chat_ids: &[i64], rows: &[BatchMember]) {
-        let Some(epoch) = rows.first().and_then(|row| row.epoch) else { return };
-        let mut memory = self.memory();
-        if memory.epoch != epoch || memory.chats.len() + chat_ids.len() > REMEMBERED_CHATS {
-            memory.chats.clear();
-            memory.epoch = epoch;
-        }
-        let mut of_chat: HashMap<i64, Vec<&BatchMember>> = HashMap::new();
-        for row in rows {
-            of_chat.entry(row.chat_id).or_default().push(row);
-        }
-        for (chat_id, members) in of_chat {
-            if members.iter().all(|m| !m.blocks_friend && !m.gone) {
-                memory.chats.insert(chat_id, members.iter().map(|m| (m.user_id, m.reached_out)).collect());
-            }
-        }
-    }
-
-    fn forget_members(&self) {
-        self.memory().chats.clear();
-    }
-
-    /// These (chat, sender) pairs reached out in a batch just stored.
-    fn remember_first_words(&self, first_words: &[(i64, i64)]) {
-        let mut memory = self.memory();
-        for &(chat_id, user_id) in first_words {
-            if let Some(member) = memory.chats.get_mut(&chat_id).and_then(|m| m.iter_mut().find(|m| m.0 == user_id)) {
-                member.1 = true;
-            }
-        }
     }
 
     /// Stores a batch in one statement, its own transaction: each statement is a round trip to

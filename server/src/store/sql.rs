@@ -4,10 +4,8 @@
 
 /// Implements `Store` for a type with `reader()` and `writer()` pools of database `$db`, a
 /// `MAX_WRITERS` constant, the batch statements (`committed_messages`, `batch_members`,
-/// `write_batch`, `insert_events`), the sync's reads (`chats_after`, `messages_after`) and the
-/// memory of chats' members between batches
-/// (`remembered_members`, `remember_members`, `forget_members`, `remember_first_words`; Postgres
-/// only, SQLite's are empty).
+/// `write_batch`, `insert_events`), the sync's reads (`chats_after`, `messages_after`) and a
+/// `members` field, its [`MembersMemory`].
 macro_rules! impl_store {
     ($store:ty, $db:ty, $backend:literal) => {
         // A block of its own, so the glob import stays inside the expansion.
@@ -119,7 +117,7 @@ macro_rules! impl_store {
                 let mut silent: HashSet<(i64, i64)> = HashSet::new();
                 // Chats with a deleted member: nobody is there to write to, or to write.
                 let mut abandoned: HashSet<i64> = HashSet::new();
-                let remembered = if from_memory && !look_up_resends { self.remembered_members(&chat_ids) } else { None };
+                let remembered = if from_memory && !look_up_resends { self.members.recall(&chat_ids) } else { None };
                 let members_epoch = remembered.as_ref().map(|(epoch, _)| *epoch);
                 let from = if remembered.is_some() { "memory" } else { "database" };
                 ::metrics::counter!($crate::metrics::BATCH_MEMBERS, "from" => from).increment(1);
@@ -127,7 +125,7 @@ macro_rules! impl_store {
                     Some((_, rows)) => rows,
                     None => {
                         let rows = Self::batch_members(conn, &chat_ids).await?;
-                        self.remember_members(&chat_ids, &rows);
+                        self.members.remember(&chat_ids, &rows);
                         rows
                     }
                 };
@@ -194,12 +192,12 @@ macro_rules! impl_store {
                         Err(StoreError::Conflict) if !look_up_resends => return Ok(None),
                         Err(StoreError::MembersChanged) => {
                             ::metrics::counter!($crate::metrics::MEMBERS_CHANGED).increment(1);
-                            self.forget_members();
+                            self.members.forget();
                             return Err(StoreError::MembersChanged);
                         }
                         result => result?,
                     };
-                    self.remember_first_words(&plan.first_words);
+                    self.members.reached_out(&plan.first_words);
                     if written.len() != batch.len()
                         || plan.by_chat.values().flatten().any(|&i| written[i].is_none())
                     {
@@ -1062,9 +1060,88 @@ pub(crate) struct BatchMember {
     pub blocks_friend: bool,
     /// The account is deleted.
     pub gone: bool,
-    /// Postgres: the membership epoch (`membership_epoch`) the row was read at.
-    #[sqlx(default)]
+    /// The membership epoch (`membership_epoch`) the row was read at.
     pub epoch: Option<i64>,
+}
+
+/// Chats' members kept between batches of messages, so that a batch of chats seen before skips
+/// the read of their members: a statement and a round trip (to Postgres, or to SQLite's
+/// connection thread) before every write (on Postgres at a light load, a third more messages per
+/// second without it; docs/BENCHMARKS.md, items 23 and 33). It holds for one membership epoch: `membership_epoch`, which triggers move on every
+/// change to chats' members, to blocks and to deleted accounts, and which the write compares in
+/// its own snapshot, storing nothing if it moved.
+#[derive(Default)]
+pub(crate) struct MembersMemory(std::sync::Mutex<RememberedMembers>);
+
+#[derive(Default)]
+struct RememberedMembers {
+    epoch: i64,
+    /// Each chat's members (ascending) and whether they reached out; only chats with no block and
+    /// no deleted account among them, whose messages the write may store without a look.
+    chats: std::collections::HashMap<i64, Vec<(i64, bool)>>,
+}
+
+/// Past this many chats remembered, the memory starts again empty.
+const REMEMBERED_CHATS: usize = 100_000;
+
+impl MembersMemory {
+    fn lock(&self) -> std::sync::MutexGuard<'_, RememberedMembers> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The epoch and members of the chats, if every one is remembered.
+    pub fn recall(&self, chat_ids: &[i64]) -> Option<(i64, Vec<BatchMember>)> {
+        let memory = self.lock();
+        let mut rows = Vec::with_capacity(chat_ids.len() * 2);
+        for &chat_id in chat_ids {
+            for &(user_id, reached_out) in memory.chats.get(&chat_id)? {
+                rows.push(BatchMember {
+                    chat_id,
+                    user_id,
+                    reached_out,
+                    blocks_friend: false,
+                    gone: false,
+                    epoch: Some(memory.epoch),
+                });
+            }
+        }
+        Some((memory.epoch, rows))
+    }
+
+    /// Remembers the chats just read (one statement's rows, so of one epoch), those with no block
+    /// and no deleted account among their members; rows of another epoch than the one remembered
+    /// replace everything.
+    pub fn remember(&self, chat_ids: &[i64], rows: &[BatchMember]) {
+        let Some(epoch) = rows.first().and_then(|row| row.epoch) else { return };
+        let mut memory = self.lock();
+        if memory.epoch != epoch || memory.chats.len() + chat_ids.len() > REMEMBERED_CHATS {
+            memory.chats.clear();
+            memory.epoch = epoch;
+        }
+        let mut of_chat: std::collections::HashMap<i64, Vec<&BatchMember>> = std::collections::HashMap::new();
+        for row in rows {
+            of_chat.entry(row.chat_id).or_default().push(row);
+        }
+        for (chat_id, members) in of_chat {
+            if members.iter().all(|m| !m.blocks_friend && !m.gone) {
+                memory.chats.insert(chat_id, members.iter().map(|m| (m.user_id, m.reached_out)).collect());
+            }
+        }
+    }
+
+    pub fn forget(&self) {
+        self.lock().chats.clear();
+    }
+
+    /// These (chat, sender) pairs reached out in a batch just stored.
+    pub fn reached_out(&self, first_words: &[(i64, i64)]) {
+        let mut memory = self.lock();
+        for &(chat_id, user_id) in first_words {
+            if let Some(member) = memory.chats.get_mut(&chat_id).and_then(|m| m.iter_mut().find(|m| m.0 == user_id)) {
+                member.1 = true;
+            }
+        }
+    }
 }
 
 /// The clock's value: the newest position taken.

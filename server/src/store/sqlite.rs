@@ -8,7 +8,7 @@ use sqlx::{
 
 use super::{
     sql::{
-        batch_members_select, chat_query, impl_store, BatchMember, BatchWrite, ChatAfter, NewEvent, Written, TAKE_POSITIONS,
+        batch_members_select, chat_query, impl_store, BatchMember, BatchWrite, ChatAfter, MembersMemory, NewEvent, Written,
     },
     MessageRecord, NewMessage, StoreError, StoreResult,
 };
@@ -19,6 +19,7 @@ use super::{
 pub struct SqliteStore {
     reader: SqlitePool,
     writer: SqlitePool,
+    members: MembersMemory,
 }
 
 impl SqliteStore {
@@ -47,7 +48,7 @@ impl SqliteStore {
             .await?;
         sqlx::migrate!("../migrations/sqlite").run(&writer).await?;
         let reader = SqlitePoolOptions::new().max_connections(8).connect_with(options.read_only(true)).await?;
-        Ok(Self { reader, writer })
+        Ok(Self { reader, writer, members: MembersMemory::default() })
     }
 
     /// SQLite takes one writer at a time, and Parley gives it one connection for it.
@@ -150,26 +151,18 @@ impl SqliteStore {
         Ok(query.build_query_as().fetch_all(conn).await?)
     }
 
-    /// SQLite reads the members for every batch: the database is in the process, so the read
-    /// costs no round trip to another, and memory would gain little.
-    fn remembered_members(&self, _chat_ids: &[i64]) -> Option<(i64, Vec<BatchMember>)> {
-        None
-    }
-
-    fn remember_members(&self, _chat_ids: &[i64], _rows: &[BatchMember]) {}
-
-    fn forget_members(&self) {}
-
-    fn remember_first_words(&self, _first_words: &[(i64, i64)]) {}
-
+    /// The members of the chats, each row with the membership epoch of the same snapshot.
     async fn batch_members(conn: &mut SqliteConnection, chat_ids: &[i64]) -> StoreResult<Vec<BatchMember>> {
-        let mut query = QueryBuilder::<Sqlite>::new(batch_members_select!());
-        query.push(" WHERE cm.chat_id IN (");
+        let mut query = QueryBuilder::<Sqlite>::new(concat!(
+            "SELECT m.*, (SELECT value FROM membership_epoch WHERE id = 1) AS epoch FROM (",
+            batch_members_select!(),
+            " WHERE cm.chat_id IN ("
+        ));
         let mut list = query.separated(", ");
         for id in chat_ids {
             list.push_bind(*id);
         }
-        list.push_unseparated(") ORDER BY cm.user_id");
+        list.push_unseparated(")) m ORDER BY m.user_id");
         Ok(query.build_query_as().fetch_all(conn).await?)
     }
 
@@ -220,15 +213,30 @@ impl SqliteStore {
         Ok(messages)
     }
 
-    /// Stores a batch in one transaction, a statement per step: the chats' counters, the clock,
+    /// Stores a batch in one transaction, a statement per step: the clock, the chats' counters,
     /// then the messages. SQLite has one writer, so there is no lock order to keep.
+    ///
+    /// With `members_epoch` (the members came from memory) the clock's statement also reads the
+    /// membership epoch; if it moved, the transaction is rolled back, nothing stored and no
+    /// position taken, and the batch fails with `MembersChanged`. The first write takes SQLite's
+    /// one write lock, so the epoch cannot move after that read before the commit.
     async fn write_batch(
         conn: &mut SqliteConnection,
         w: &BatchWrite<'_>,
     ) -> StoreResult<(Vec<Written>, Vec<(i64, i64)>)> {
         let mut tx = conn.begin().await?;
         let taken = w.len() as i64;
-        let (clock,): (i64,) = sqlx::query_as(TAKE_POSITIONS).bind(taken).fetch_one(&mut *tx).await?;
+        let (clock, epoch): (i64, i64) = sqlx::query_as(
+            "UPDATE clock SET value = value + $1 WHERE id = 1
+             RETURNING value, (SELECT value FROM membership_epoch WHERE id = 1)",
+        )
+        .bind(taken)
+        .fetch_one(&mut *tx)
+        .await?;
+        if w.members_epoch.is_some_and(|remembered| remembered != epoch) {
+            tx.rollback().await?;
+            return Err(StoreError::MembersChanged);
+        }
         let clock_before = clock - taken;
         let last_seq = Self::bump_chats(&mut tx, w, clock_before).await?;
         let seq_before: Vec<i64> = w.by_chat.iter().map(|(chat, list)| last_seq[chat] - list.len() as i64).collect();

@@ -211,13 +211,15 @@ async fn a_chat_deleted_while_its_batch_waits_for_the_row_is_refused_whole() {
     assert_eq!((messages, clock), (0, 1), "nothing of the message is stored, and no position taken");
 }
 
-/// Postgres remembers chats' members between batches. A batch whose chats' members changed since
+on_both_backends!(a_batch_whose_remembered_members_changed_leaves_no_hole_in_the_streams);
+
+/// The store remembers chats' members between batches. A batch whose chats' members changed since
 /// (another chat started moves the membership epoch) stores nothing and is tried again with its
 /// members read anew; its failed attempt must not take positions of the clock either, or every
-/// node's sequencer would wait for positions nobody publishes.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_batch_whose_remembered_members_changed_leaves_no_hole_in_the_streams() {
-    let app = spawn(Backend::Postgres).await;
+/// node's sequencer would wait for positions nobody publishes. A block, too, moves the epoch:
+/// the batch after it reads the members again and is refused, though they were remembered.
+async fn a_batch_whose_remembered_members_changed_leaves_no_hole_in_the_streams(backend: Backend) {
+    let app = spawn(backend).await;
     let (store, ids) = store_with_accounts(&app, &["ada", "bo", "cy", "dee"]).await;
     let (ada, bo, cy, dee) = (ids[0], ids[1], ids[2], ids[3]);
     let chat_id = store.create_chat(ada, bo, 1).await.unwrap().chat_id;
@@ -239,6 +241,11 @@ async fn a_batch_whose_remembered_members_changed_leaves_no_hole_in_the_streams(
         assert_eq!(positions, [1, 2, 4], "the chat created and two messages; Cy and Dee's chat between");
     }
     assert_eq!(store.clock().await.unwrap(), 4, "no position taken by the refused attempt");
+
+    store.block(bo, ada, 5).await.unwrap();
+    let outcomes = store.send_messages(&[message(3)]).await.unwrap();
+    assert!(matches!(outcomes[..], [SendOutcome::Blocked { by_sender: false }]), "{outcomes:?}");
+    assert_eq!(store.clock().await.unwrap(), 4, "nothing stored");
 }
 
 /// Postgres keeps a batch's connection for the next batch. One that the database lost meanwhile
