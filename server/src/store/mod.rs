@@ -18,6 +18,9 @@ pub enum StoreError {
     Conflict,
     #[error("database: {0}")]
     Database(#[source] sqlx::Error),
+    /// A statement of SQLite's batch thread failed (store/sqlite.rs).
+    #[error("database: {0}")]
+    Sqlite(#[source] rusqlite::Error),
     #[error("migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     /// The database gave up the transaction to break a deadlock or a serialization conflict;
@@ -66,6 +69,32 @@ impl From<sqlx::Error> for StoreError {
             // Postgres: deadlock_detected, serialization_failure.
             sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("40P01" | "40001")) => StoreError::Retry,
             _ => StoreError::Database(err),
+        }
+    }
+}
+
+/// SQLite's batch thread's errors (store/sqlite.rs), told apart as sqlx's are below.
+impl From<rusqlite::Error> for StoreError {
+    fn from(err: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode;
+        let detail = err.to_string();
+        match &err {
+            rusqlite::Error::QueryReturnedNoRows => StoreError::NotFound,
+            rusqlite::Error::SqliteFailure(failure, _) => match failure.code {
+                ErrorCode::ConstraintViolation
+                    if matches!(
+                        failure.extended_code,
+                        rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+                    ) =>
+                {
+                    StoreError::Conflict
+                }
+                ErrorCode::ReadOnly => StoreError::Unavailable(Unavailable::ReadOnly(detail)),
+                ErrorCode::DiskFull => StoreError::Unavailable(Unavailable::Full(detail)),
+                ErrorCode::SystemIoFailure => StoreError::Unavailable(Unavailable::Unreachable(detail)),
+                _ => StoreError::Sqlite(err),
+            },
+            _ => StoreError::Sqlite(err),
         }
     }
 }

@@ -7,7 +7,10 @@ use sqlx::{
 };
 
 use super::{
-    sql::{batch_members_select, chat_query, impl_store, BatchMember, BatchWrite, ChatAfter, MembersMemory, NewEvent, Written},
+    sql::{
+        batch_members_select, chat_query, impl_store, BatchMember, BatchWrite, ChatAfter, MembersMemory, NewEvent,
+        Written,
+    },
     MessageRecord, NewMessage, StoreError, StoreResult,
 };
 
@@ -137,7 +140,7 @@ impl Drop for BatchConnection {
     }
 }
 
-impl_store!(PgStore, Postgres, "postgres");
+impl_store!(PgStore, Postgres, "postgres", PgConnection);
 
 /// The writes of a batch, each part conditioned on `guard` (the members' epoch, `$11`, when they
 /// came from memory), as `write_batch` explains; the two statements below end them. Every part

@@ -4,10 +4,10 @@
 
 /// Implements `Store` for a type with `reader()` and `writer()` pools of database `$db`, a
 /// `MAX_WRITERS` constant, the batch statements (`committed_messages`, `batch_members`,
-/// `write_batch`, `insert_events`), the sync's reads (`chats_after`, `messages_after`) and a
-/// `members` field, its [`MembersMemory`].
+/// `write_batch`, each through a `$batch`, what `batch_connection` gives; `insert_events`), the
+/// sync's reads (`chats_after`, `messages_after`) and a `members` field, its [`MembersMemory`].
 macro_rules! impl_store {
-    ($store:ty, $db:ty, $backend:literal) => {
+    ($store:ty, $db:ty, $backend:literal, $batch:ty) => {
         // A block of its own, so the glob import stays inside the expansion.
         const _: () = {
         use $crate::store::*;
@@ -87,7 +87,7 @@ macro_rules! impl_store {
             /// changed who is in them since, or fails with `MembersChanged` having stored nothing.
             async fn try_send_batch(
                 &self,
-                conn: &mut <$db as sqlx::Database>::Connection,
+                conn: &mut $batch,
                 batch: &[NewMessage],
                 look_up_resends: bool,
                 from_memory: bool,

@@ -8,17 +8,20 @@ use sqlx::{
 
 use super::{
     sql::{
-        batch_members_select, chat_query, impl_store, BatchMember, BatchWrite, ChatAfter, MembersMemory, NewEvent, Written,
+        batch_members_select, chat_query, impl_store, BatchMember, BatchWrite, ChatAfter, MembersMemory, NewEvent,
+        Written,
     },
-    MessageRecord, NewMessage, StoreError, StoreResult,
+    MessageRecord, NewMessage, StoreError, StoreResult, Unavailable,
 };
 
 /// SQLite allows one writer at a time. Writes go through a single connection, so they queue in
 /// the pool instead of failing with `SQLITE_BUSY`; reads use several connections, which WAL lets
-/// run beside the writer.
+/// run beside the writer. Batches of messages are written on a connection and thread of their
+/// own ([`BatchThread`]) while they hold the pool's one writer, so they too write alone.
 pub struct SqliteStore {
     reader: SqlitePool,
     writer: SqlitePool,
+    batches: BatchThread,
     members: MembersMemory,
 }
 
@@ -43,12 +46,16 @@ impl SqliteStore {
         }
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            // A ping would be a round trip to the connection's thread before every batch, and
+            // tells nothing of a database in this process.
+            .test_before_acquire(false)
             .after_release(|conn, _| Box::pin(out_of_transaction(conn)))
             .connect_with(options.clone())
             .await?;
         sqlx::migrate!("../migrations/sqlite").run(&writer).await?;
+        let batches = BatchThread::open(options.get_filename())?;
         let reader = SqlitePoolOptions::new().max_connections(8).connect_with(options.read_only(true)).await?;
-        Ok(Self { reader, writer, members: MembersMemory::default() })
+        Ok(Self { reader, writer, batches, members: MembersMemory::default() })
     }
 
     /// SQLite takes one writer at a time, and Parley gives it one connection for it.
@@ -62,14 +69,15 @@ impl SqliteStore {
         &self.writer
     }
 
-    /// The one writer connection, for a batch of messages: every write of SQLite queues for it.
-    async fn batch_connection(&self) -> StoreResult<sqlx::pool::PoolConnection<Sqlite>> {
-        Ok(self.writer.acquire().await?)
+    /// The one writer connection, held while a batch of messages is written on its own thread:
+    /// every write of SQLite queues for it.
+    async fn batch_connection(&self) -> StoreResult<SqliteBatch<'_>> {
+        Ok(SqliteBatch { _writer: self.writer.acquire().await?, thread: &self.batches })
     }
 
-    /// Back to the pool, where the other writes wait for it.
-    fn keep_batch_connection(&self, conn: sqlx::pool::PoolConnection<Sqlite>) {
-        drop(conn);
+    /// The writer back to the pool, where the other writes wait for it.
+    fn keep_batch_connection(&self, batch: SqliteBatch<'_>) {
+        drop(batch);
     }
 }
 
@@ -94,19 +102,146 @@ async fn out_of_transaction(conn: &mut SqliteConnection) -> Result<bool, sqlx::E
     Ok(true)
 }
 
-impl_store!(SqliteStore, Sqlite, "sqlite");
+impl_store!(SqliteStore, Sqlite, "sqlite", SqliteBatch<'_>);
 
-/// The stored messages of the batch's (`client_id`, sender) pairs, each found through the unique
+/// The stored messages of `pairs` (`client_id`, sender) pairs, each found through the unique
 /// index on the pair (the test below reads the query's plan: a scan would read every message
-/// ever sent).
-fn push_resend_lookup<'a>(query: &mut QueryBuilder<'a, Sqlite>, batch: &'a [NewMessage]) {
-    query.push("SELECT * FROM messages WHERE (client_id, sender_id) IN (VALUES ");
-    let mut pairs = query.separated(", ");
-    for m in batch {
-        pairs.push("(").push_bind_unseparated(m.client_id.as_str()).push_unseparated(", ");
-        pairs.push_bind_unseparated(m.sender_id).push_unseparated(")");
+/// ever sent): a statement with `2 * pairs` parameters, a pair's two in turn.
+fn resend_lookup(pairs: usize) -> String {
+    let mut sql = String::from("SELECT * FROM messages WHERE (client_id, sender_id) IN (VALUES ");
+    for k in 0..pairs {
+        sql.push_str(if k == 0 { "(?, ?)" } else { ", (?, ?)" });
     }
-    query.push(")");
+    sql.push(')');
+    sql
+}
+
+/// A batch's hold on SQLite: the pool's one writer, held so that no other write runs meanwhile,
+/// and the thread its statements run on.
+pub struct SqliteBatch<'s> {
+    _writer: sqlx::pool::PoolConnection<Sqlite>,
+    thread: &'s BatchThread,
+}
+
+/// The connection batches of messages are written through, on a thread of its own, and the way
+/// to it: a batch's statements run there as one job, a hand-off to the thread and back, where
+/// sqlx's connection thread takes one for each statement (seven a batch: the members, `BEGIN`,
+/// the clock, the chats, the messages, `COMMIT` and the pool's ping). Each hand-off wakes a
+/// thread on each side, and on a machine whose cores are busy each waits for one: at a steady
+/// 10,000 messages/s they were most of a batch's time (docs/BENCHMARKS.md, item 34).
+struct BatchThread {
+    jobs: std::sync::mpsc::Sender<BatchJob>,
+}
+
+type BatchJob = Box<dyn FnOnce(&mut rusqlite::Connection) + Send>;
+
+impl BatchThread {
+    /// Opens the database file again (the migrations have run) with the settings of the pools.
+    fn open(path: &std::path::Path) -> StoreResult<Self> {
+        let conn = rusqlite::Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.pragma_update(None, "wal_autocheckpoint", 10_000)?;
+        // A statement per batch size for the inserts and the chats' counters.
+        conn.set_prepared_statement_cache_capacity(256);
+        let (jobs, queue) = std::sync::mpsc::channel::<BatchJob>();
+        std::thread::Builder::new()
+            .name("sqlite-batches".into())
+            .spawn(move || {
+                let mut conn = conn;
+                // Ends when the store, and with it the sender, is dropped.
+                for job in queue {
+                    job(&mut conn);
+                }
+            })
+            .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+        Ok(Self { jobs })
+    }
+
+    /// Runs `job` on the thread and waits for its answer.
+    async fn run<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&mut rusqlite::Connection) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let gone = || StoreError::Unavailable(Unavailable::Unreachable("SQLite's batch thread has stopped".into()));
+        self.jobs
+            .send(Box::new(move |conn| {
+                let _ = answer.send(job(conn));
+            }))
+            .map_err(|_| gone())?;
+        answered.await.map_err(|_| gone())?
+    }
+}
+
+/// A `messages` row, its columns by name.
+fn message_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRecord> {
+    Ok(MessageRecord {
+        id: row.get("id")?,
+        chat_id: row.get("chat_id")?,
+        seq: row.get("seq")?,
+        sender_id: row.get("sender_id")?,
+        client_id: row.get("client_id")?,
+        body: row.get("body")?,
+        created_at: row.get("created_at")?,
+    })
+}
+
+/// Inserts the messages, ids and all, in statements of up to [`MESSAGES_PER_INSERT`] rows.
+/// Nothing comes back: whole rows (every body) were a third of the insert's time at full speed
+/// when they did (docs/BENCHMARKS.md).
+fn insert_messages(tx: &rusqlite::Transaction<'_>, messages: &[&MessageRecord]) -> StoreResult<()> {
+    for chunk in messages.chunks(MESSAGES_PER_INSERT) {
+        let mut sql =
+            String::from("INSERT INTO messages (id, chat_id, seq, sender_id, client_id, body, created_at) VALUES ");
+        for k in 0..chunk.len() {
+            sql.push_str(if k == 0 { "(?, ?, ?, ?, ?, ?, ?)" } else { ", (?, ?, ?, ?, ?, ?, ?)" });
+        }
+        let params = chunk.iter().flat_map(|m| {
+            [&m.id as &dyn rusqlite::ToSql, &m.chat_id, &m.seq, &m.sender_id, &m.client_id, &m.body, &m.created_at]
+        });
+        tx.prepare_cached(&sql)?.execute(rusqlite::params_from_iter(params))?;
+    }
+    Ok(())
+}
+
+/// Moves the batch's chats' counters in one statement (`last_seq` by their messages, `last_pos`
+/// to their last message's position, `last_activity_at`); returns each chat's new `last_seq`;
+/// `Retry` if a chat is gone.
+fn bump_chats(tx: &rusqlite::Transaction<'_>, w: &BatchWrite<'_>, clock_before: i64) -> StoreResult<HashMap<i64, i64>> {
+    let chats = w.by_chat.len();
+    let mut sql = String::from("UPDATE chats SET last_seq = last_seq + CASE id");
+    sql.push_str(&" WHEN ? THEN ?".repeat(chats));
+    sql.push_str(" END, last_pos = CASE id");
+    sql.push_str(&" WHEN ? THEN ?".repeat(chats));
+    sql.push_str(" END, last_activity_at = ? WHERE id IN (");
+    for k in 0..chats {
+        sql.push_str(if k == 0 { "?" } else { ", ?" });
+    }
+    sql.push_str(") RETURNING id, last_seq");
+    let mut params: Vec<i64> = Vec::with_capacity(5 * chats + 1);
+    for (&id, list) in &w.by_chat {
+        params.extend([id, list.len() as i64]);
+    }
+    for (&id, rank) in w.by_chat.keys().zip(w.last_ranks()) {
+        params.extend([id, clock_before + rank]);
+    }
+    params.push(w.now);
+    params.extend(w.by_chat.keys());
+    let mut statement = tx.prepare_cached(&sql)?;
+    let rows: HashMap<i64, i64> = statement
+        .query_map(rusqlite::params_from_iter(&params), |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    if rows.len() < chats {
+        // A chat went away under a concurrent transaction (deleted with its last member's
+        // account): the next attempt sees that before it writes.
+        return Err(StoreError::Retry);
+    }
+    Ok(rows)
 }
 
 /// `SqliteStore::chats_after`'s binary search: `$1` the user, `$2` the cursor, `$3` the clock,
@@ -145,25 +280,53 @@ const MESSAGES_PER_INSERT: usize = 4096;
 /// SQLite runs in this process, so a statement costs its execution, not a round trip, and
 /// parsing a new shape is cheap next to writing the rows.
 impl SqliteStore {
-    async fn committed_messages(conn: &mut SqliteConnection, batch: &[NewMessage]) -> StoreResult<Vec<MessageRecord>> {
-        let mut query = QueryBuilder::<Sqlite>::new("");
-        push_resend_lookup(&mut query, batch);
-        Ok(query.build_query_as().fetch_all(conn).await?)
+    async fn committed_messages(
+        batch: &mut SqliteBatch<'_>,
+        messages: &[NewMessage],
+    ) -> StoreResult<Vec<MessageRecord>> {
+        let pairs: Vec<(String, i64)> = messages.iter().map(|m| (m.client_id.clone(), m.sender_id)).collect();
+        batch
+            .thread
+            .run(move |conn| {
+                let mut statement = conn.prepare_cached(&resend_lookup(pairs.len()))?;
+                let params = pairs.iter().flat_map(|(client_id, sender_id)| {
+                    [client_id as &dyn rusqlite::ToSql, sender_id as &dyn rusqlite::ToSql]
+                });
+                let rows = statement.query_map(rusqlite::params_from_iter(params), message_from_row)?;
+                Ok(rows.collect::<Result<_, _>>()?)
+            })
+            .await
     }
 
     /// The members of the chats, each row with the membership epoch of the same snapshot.
-    async fn batch_members(conn: &mut SqliteConnection, chat_ids: &[i64]) -> StoreResult<Vec<BatchMember>> {
-        let mut query = QueryBuilder::<Sqlite>::new(concat!(
-            "SELECT m.*, (SELECT value FROM membership_epoch WHERE id = 1) AS epoch FROM (",
-            batch_members_select!(),
-            " WHERE cm.chat_id IN ("
-        ));
-        let mut list = query.separated(", ");
-        for id in chat_ids {
-            list.push_bind(*id);
-        }
-        list.push_unseparated(")) m ORDER BY m.user_id");
-        Ok(query.build_query_as().fetch_all(conn).await?)
+    async fn batch_members(batch: &mut SqliteBatch<'_>, chat_ids: &[i64]) -> StoreResult<Vec<BatchMember>> {
+        let chat_ids = chat_ids.to_vec();
+        batch
+            .thread
+            .run(move |conn| {
+                let mut sql = String::from(concat!(
+                    "SELECT m.*, (SELECT value FROM membership_epoch WHERE id = 1) AS epoch FROM (",
+                    batch_members_select!(),
+                    " WHERE cm.chat_id IN ("
+                ));
+                for k in 0..chat_ids.len() {
+                    sql.push_str(if k == 0 { "?" } else { ", ?" });
+                }
+                sql.push_str(")) m ORDER BY m.user_id");
+                let mut statement = conn.prepare_cached(&sql)?;
+                let rows = statement.query_map(rusqlite::params_from_iter(&chat_ids), |row| {
+                    Ok(BatchMember {
+                        chat_id: row.get("chat_id")?,
+                        user_id: row.get("user_id")?,
+                        reached_out: row.get("reached_out")?,
+                        blocks_friend: row.get("blocks_friend")?,
+                        gone: row.get("gone")?,
+                        epoch: row.get("epoch")?,
+                    })
+                })?;
+                Ok(rows.collect::<Result<_, _>>()?)
+            })
+            .await
     }
 
     /// The user's chats with a message in `(since, up_to]`, by their first one there, at most
@@ -214,99 +377,61 @@ impl SqliteStore {
     }
 
     /// Stores a batch in one transaction, a statement per step: the clock, the chats' counters,
-    /// then the messages. SQLite has one writer, so there is no lock order to keep.
+    /// then the messages, all in one job of the batch thread. SQLite has one writer, so there is
+    /// no lock order to keep.
     ///
     /// With `members_epoch` (the members came from memory) the clock's statement also reads the
     /// membership epoch; if it moved, the transaction is rolled back, nothing stored and no
     /// position taken, and the batch fails with `MembersChanged`. The first write takes SQLite's
     /// one write lock, so the epoch cannot move after that read before the commit.
     async fn write_batch(
-        conn: &mut SqliteConnection,
+        batch: &mut SqliteBatch<'_>,
         w: &BatchWrite<'_>,
     ) -> StoreResult<(Vec<Written>, Vec<(i64, i64)>)> {
-        let mut tx = conn.begin().await?;
-        let taken = w.len() as i64;
-        let (clock, epoch): (i64, i64) = sqlx::query_as(
-            "UPDATE clock SET value = value + $1 WHERE id = 1
-             RETURNING value, (SELECT value FROM membership_epoch WHERE id = 1)",
-        )
-        .bind(taken)
-        .fetch_one(&mut *tx)
-        .await?;
-        if w.members_epoch.is_some_and(|remembered| remembered != epoch) {
-            tx.rollback().await?;
-            return Err(StoreError::MembersChanged);
-        }
-        let clock_before = clock - taken;
-        let last_seq = Self::bump_chats(&mut tx, w, clock_before).await?;
-        let seq_before: Vec<i64> = w.by_chat.iter().map(|(chat, list)| last_seq[chat] - list.len() as i64).collect();
-        let written = w.written(&seq_before, clock_before);
-
-        let rows: Vec<&MessageRecord> = written.iter().flatten().collect();
-        Self::insert_messages(&mut tx, &rows).await?;
-        // Rare: one statement per sender and chat.
-        let mut reached_out = Vec::new();
-        for &(chat_id, user_id) in &w.first_words {
-            if Self::reach_out(&mut *tx, chat_id, user_id).await? {
-                reached_out.push((chat_id, user_id));
-            }
-        }
-        tx.commit().await?;
-        Ok((written, reached_out))
-    }
-
-    /// Inserts the messages, ids and all, in statements of up to [`MESSAGES_PER_INSERT`] rows.
-    /// Nothing comes back: returning rows sent each through the connection's channel, and whole
-    /// rows (every body) were a third of the insert's time at full speed (docs/BENCHMARKS.md).
-    async fn insert_messages(tx: &mut sqlx::Transaction<'_, Sqlite>, messages: &[&MessageRecord]) -> StoreResult<()> {
-        for chunk in messages.chunks(MESSAGES_PER_INSERT) {
-            let mut query = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO messages (id, chat_id, seq, sender_id, client_id, body, created_at) ",
-            );
-            query.push_values(chunk, |mut row, m| {
-                row.push_bind(m.id)
-                    .push_bind(m.chat_id)
-                    .push_bind(m.seq)
-                    .push_bind(m.sender_id)
-                    .push_bind(m.client_id.as_str())
-                    .push_bind(m.body.as_str())
-                    .push_bind(m.created_at);
-            });
-            query.build().execute(&mut **tx).await?;
-        }
-        Ok(())
-    }
-
-    /// Moves the batch's chats' counters in one statement (`last_seq` by their messages,
-    /// `last_pos` to their last message's position, `last_activity_at`); returns each chat's new
-    /// `last_seq`; `Retry` if a chat is gone.
-    async fn bump_chats(
-        tx: &mut sqlx::Transaction<'_, Sqlite>,
-        w: &BatchWrite<'_>,
-        clock_before: i64,
-    ) -> StoreResult<HashMap<i64, i64>> {
-        let mut query = QueryBuilder::<Sqlite>::new("UPDATE chats SET last_seq = last_seq + CASE id");
-        for (&id, list) in &w.by_chat {
-            query.push(" WHEN ").push_bind(id).push(" THEN ").push_bind(list.len() as i64);
-        }
-        query.push(" END, last_pos = CASE id");
-        for (&id, rank) in w.by_chat.keys().zip(w.last_ranks()) {
-            query.push(" WHEN ").push_bind(id).push(" THEN ").push_bind(clock_before + rank);
-        }
-        query.push(" END, last_activity_at = ").push_bind(w.now);
-        query.push(" WHERE id IN (");
-        let mut list = query.separated(", ");
-        for &id in w.by_chat.keys() {
-            list.push_bind(id);
-        }
-        list.push_unseparated(") RETURNING id, last_seq");
-        let rows: Vec<(i64, i64)> = query.build_query_as().fetch_all(&mut **tx).await?;
-        if rows.len() < w.by_chat.len() {
-            // A chat went away under a concurrent transaction (deleted with its last member's
-            // account): the next attempt sees that before it writes.
-            return Err(StoreError::Retry);
-        }
-        Ok(rows.into_iter().collect())
+        // The job owns what it writes: the thread outlives any borrow.
+        let messages = w.batch.to_vec();
+        let (by_chat, first_words, now, members_epoch) =
+            (w.by_chat.clone(), w.first_words.clone(), w.now, w.members_epoch);
+        batch
+            .thread
+            .run(move |conn| {
+                let w = BatchWrite { batch: &messages, by_chat, first_words, now, members_epoch };
+                let tx = conn.transaction()?;
+                let taken = w.len() as i64;
+                let (clock, epoch): (i64, i64) = tx
+                    .prepare_cached(
+                        "UPDATE clock SET value = value + ?1 WHERE id = 1
+                         RETURNING value, (SELECT value FROM membership_epoch WHERE id = 1)",
+                    )?
+                    .query_row([taken], |row| Ok((row.get(0)?, row.get(1)?)))?;
+                if w.members_epoch.is_some_and(|remembered| remembered != epoch) {
+                    tx.rollback()?;
+                    return Err(StoreError::MembersChanged);
+                }
+                let clock_before = clock - taken;
+                let last_seq = bump_chats(&tx, &w, clock_before)?;
+                let seq_before: Vec<i64> =
+                    w.by_chat.iter().map(|(chat, list)| last_seq[chat] - list.len() as i64).collect();
+                let written = w.written(&seq_before, clock_before);
+                let rows: Vec<&MessageRecord> = written.iter().flatten().collect();
+                insert_messages(&tx, &rows)?;
+                // Rare: one statement per sender and chat.
+                let mut reached_out = Vec::new();
+                for &(chat_id, user_id) in &w.first_words {
+                    let turned = tx
+                        .prepare_cached(
+                            "UPDATE chat_members SET reached_out = TRUE
+                             WHERE chat_id = ?1 AND user_id = ?2 AND NOT reached_out",
+                        )?
+                        .execute([chat_id, user_id])?;
+                    if turned == 1 {
+                        reached_out.push((chat_id, user_id));
+                    }
+                }
+                tx.commit()?;
+                Ok((written, reached_out))
+            })
+            .await
     }
 
     /// Stores events whose positions are already handed out, in statements of up to
@@ -348,10 +473,13 @@ mod tests {
         };
         let batch =
             [message(1, "0193a4b2-0000-7000-8000-000000000001"), message(2, "0193a4b2-0000-7000-8000-000000000002")];
-        let mut query = QueryBuilder::<Sqlite>::new("EXPLAIN QUERY PLAN ");
-        push_resend_lookup(&mut query, &batch);
+        let sql = format!("EXPLAIN QUERY PLAN {}", resend_lookup(batch.len()));
+        let mut query = sqlx::query_as(&sql);
+        for m in &batch {
+            query = query.bind(m.client_id.as_str()).bind(m.sender_id);
+        }
         let mut conn = store.writer().acquire().await.unwrap();
-        let plan: Vec<(i64, i64, i64, String)> = query.build_query_as().fetch_all(&mut *conn).await.unwrap();
+        let plan: Vec<(i64, i64, i64, String)> = query.fetch_all(&mut *conn).await.unwrap();
         let steps: Vec<&str> = plan.iter().map(|(.., detail)| detail.as_str()).collect();
         assert!(
             steps
@@ -384,7 +512,9 @@ mod tests {
         let probes: Vec<&&str> = steps.iter().filter(|s| s.contains(" m ") || s.ends_with(" m")).collect();
         assert_eq!(probes.len(), 2, "the first probe and a step's: {steps:?}");
         assert!(
-            probes.iter().all(|s| s.starts_with("SEARCH m USING COVERING INDEX") && s.contains("(chat_id=? AND seq>?)")),
+            probes
+                .iter()
+                .all(|s| s.starts_with("SEARCH m USING COVERING INDEX") && s.contains("(chat_id=? AND seq>?)")),
             "{steps:?}"
         );
         drop(conn);
