@@ -14,6 +14,14 @@ use super::{
     MessageRecord, NewMessage, StoreError, StoreResult, Unavailable,
 };
 
+/// The WAL is checkpointed (its pages copied back into the database file, which is then flushed)
+/// by the commit that takes it past this many pages, ~12 MiB. SQLite's 1,000 copied the same hot
+/// pages back every few commits when a batch dirtied hundreds of them (10,000 then: 33-36k ->
+/// 40-43k messages/s); now that a batch dirties a few dozen, a shorter WAL is cheaper to look
+/// pages up in and quicker to checkpoint: p99 at a steady 10,000/s lower in 8 runs of 9 than
+/// with 10,000, full speed the same (docs/BENCHMARKS.md, item 35).
+const WAL_AUTOCHECKPOINT_PAGES: i64 = 3_000;
+
 /// SQLite allows one writer at a time. Writes go through a single connection, so they queue in
 /// the pool instead of failing with `SQLITE_BUSY`; reads use several connections, which WAL lets
 /// run beside the writer. Batches of messages are written on a connection and thread of their
@@ -34,10 +42,7 @@ impl SqliteStore {
             // FULL: an acknowledged write survives a power loss, not only a crash.
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
-            // Checkpoint the WAL every ~40 MiB, not SQLite's ~4 MiB: a batch of messages dirties
-            // hundreds of pages, so the default copied the same hot pages back into the database
-            // (and flushed it) every few commits. 33-36k -> 40-43k messages/s (docs/BENCHMARKS.md).
-            .pragma("wal_autocheckpoint", "10000")
+            .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES.to_string())
             .busy_timeout(Duration::from_secs(10));
         if let Some(parent) = options.get_filename().parent() {
             if !parent.as_os_str().is_empty() {
@@ -145,7 +150,7 @@ impl BatchThread {
         conn.busy_timeout(Duration::from_secs(10))?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.pragma_update(None, "wal_autocheckpoint", 10_000)?;
+        conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)?;
         // A statement per batch size for the inserts and the chats' counters.
         conn.set_prepared_statement_cache_capacity(256);
         let (jobs, queue) = std::sync::mpsc::channel::<BatchJob>();
