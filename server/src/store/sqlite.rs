@@ -114,11 +114,19 @@ impl_store!(SqliteStore, Sqlite, "sqlite", SqliteBatch<'_>);
 /// ever sent): a statement with `2 * pairs` parameters, a pair's two in turn.
 fn resend_lookup(pairs: usize) -> String {
     let mut sql = String::from("SELECT * FROM messages WHERE (client_id, sender_id) IN (VALUES ");
-    for k in 0..pairs {
-        sql.push_str(if k == 0 { "(?, ?)" } else { ", (?, ?)" });
-    }
+    push_list(&mut sql, pairs, "(?, ?)");
     sql.push(')');
     sql
+}
+
+/// Appends `count` copies of `item` (a statement's placeholders), separated by commas.
+fn push_list(sql: &mut String, count: usize, item: &str) {
+    for k in 0..count {
+        if k > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(item);
+    }
 }
 
 /// A batch's hold on SQLite: the pool's one writer, held so that no other write runs meanwhile,
@@ -203,9 +211,7 @@ fn insert_messages(tx: &rusqlite::Transaction<'_>, messages: &[&MessageRecord]) 
     for chunk in messages.chunks(MESSAGES_PER_INSERT) {
         let mut sql =
             String::from("INSERT INTO messages (id, chat_id, seq, sender_id, client_id, body, created_at) VALUES ");
-        for k in 0..chunk.len() {
-            sql.push_str(if k == 0 { "(?, ?, ?, ?, ?, ?, ?)" } else { ", (?, ?, ?, ?, ?, ?, ?)" });
-        }
+        push_list(&mut sql, chunk.len(), "(?, ?, ?, ?, ?, ?, ?)");
         let params = chunk.iter().flat_map(|m| {
             [&m.id as &dyn rusqlite::ToSql, &m.chat_id, &m.seq, &m.sender_id, &m.client_id, &m.body, &m.created_at]
         });
@@ -224,9 +230,7 @@ fn bump_chats(tx: &rusqlite::Transaction<'_>, w: &BatchWrite<'_>, clock_before: 
     sql.push_str(" END, last_pos = CASE id");
     sql.push_str(&" WHEN ? THEN ?".repeat(chats));
     sql.push_str(" END, last_activity_at = ? WHERE id IN (");
-    for k in 0..chats {
-        sql.push_str(if k == 0 { "?" } else { ", ?" });
-    }
+    push_list(&mut sql, chats, "?");
     sql.push_str(") RETURNING id, last_seq");
     let mut params: Vec<i64> = Vec::with_capacity(5 * chats + 1);
     for (&id, list) in &w.by_chat {
@@ -314,9 +318,7 @@ impl SqliteStore {
                     batch_members_select!(),
                     " WHERE cm.chat_id IN ("
                 ));
-                for k in 0..chat_ids.len() {
-                    sql.push_str(if k == 0 { "?" } else { ", ?" });
-                }
+                push_list(&mut sql, chat_ids.len(), "?");
                 sql.push_str(")) m ORDER BY m.user_id");
                 let mut statement = conn.prepare_cached(&sql)?;
                 let rows = statement.query_map(rusqlite::params_from_iter(&chat_ids), |row| {
