@@ -122,7 +122,7 @@ fn resend_lookup(pairs: usize) -> String {
 /// Statements built for at most this many rows (or chats) are kept prepared between batches; a
 /// larger one is prepared for its batch alone. The shapes of small batches repeat and their
 /// preparing would be a fair part of their cost; a large batch's rows dwarf it, and every large
-/// shape kept cost memory (a cache of 256 of them held 75 MiB more after a run at full speed).
+/// shape kept cost memory (a cache of 256 of them held 55–75 MiB more after a run at full speed).
 const CACHED_STATEMENT_ROWS: usize = 64;
 
 /// Runs `f` on `sql`, prepared once and kept if it is for at most [`CACHED_STATEMENT_ROWS`] rows.
