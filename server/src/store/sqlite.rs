@@ -274,17 +274,26 @@ fn bump_chats(tx: &rusqlite::Transaction<'_>, w: &BatchWrite<'_>, clock_before: 
 }
 
 /// `SqliteStore::chats_after`'s binary search: `$1` the user, `$2` the cursor, `$3` the clock,
-/// `$4` the limit. A step moves `lo` past the midpoint when the midpoint's message is at or
-/// before the cursor, else `hi` to it, and probes its new midpoint (written out from the old
-/// `lo` and `hi`, as a recursive step can read only its row). `lo <= hi` holds throughout, and
-/// a chat's `last_pos > $2` means its last message is past the cursor, so the search ends on one.
+/// `$4` the limit. The answer, the `seq` of a chat's first message past the cursor, is kept in
+/// `[lo, hi]`. It starts as the chat's last `last_pos - $2` messages at most, since each of those
+/// past the cursor has a position of its own in `($2, last_pos]`: a device catching up, its
+/// cursor near the end, searches a few messages of each chat, a replay from the start all of
+/// them. A step moves `lo` past the midpoint when the midpoint's message is at or before the
+/// cursor, else `hi` to it, and probes its new midpoint (written out from the old `lo` and `hi`,
+/// as a recursive step can read only its row); each row carries the position of the first
+/// message at or past its midpoint, `mid_pos`, which is the answer's when `lo = hi`. `lo <= hi`
+/// holds throughout, and a chat's `last_pos > $2` means its last message is past the cursor, so
+/// the search ends on one. It takes at most 64 steps; a chat unsettled after 128 (a mistake in the
+/// above) comes back as `runaway`, and the sync fails instead of running on or leaving it out.
 const CHATS_AFTER: &str = "
-    WITH RECURSIVE search (chat_id, lo, hi, mid_pos) AS (
-        SELECT cm.chat_id, 1, c.last_seq,
+    WITH RECURSIVE search (chat_id, lo, hi, mid_pos, steps) AS (
+        SELECT chat_id, lo, hi,
                (SELECT m.id FROM messages m
-                WHERE m.chat_id = cm.chat_id AND m.seq >= (1 + c.last_seq) / 2 ORDER BY m.seq LIMIT 1)
-        FROM chat_members cm JOIN chats c ON c.id = cm.chat_id
-        WHERE cm.user_id = $1 AND c.last_pos > $2
+                WHERE m.chat_id = f.chat_id AND m.seq >= (f.lo + f.hi) / 2 ORDER BY m.seq LIMIT 1),
+               0
+        FROM (SELECT cm.chat_id, max(1, c.last_seq - (c.last_pos - $2) + 1) AS lo, c.last_seq AS hi
+              FROM chat_members cm JOIN chats c ON c.id = cm.chat_id
+              WHERE cm.user_id = $1 AND c.last_pos > $2) f
         UNION ALL
         SELECT s.chat_id,
                iif(s.mid_pos <= $2, (s.lo + s.hi) / 2 + 1, s.lo),
@@ -293,11 +302,12 @@ const CHATS_AFTER: &str = "
                 WHERE m.chat_id = s.chat_id
                   AND m.seq >= iif(s.mid_pos <= $2, ((s.lo + s.hi) / 2 + 1 + s.hi) / 2,
                                                     (s.lo + (s.lo + s.hi) / 2) / 2)
-                ORDER BY m.seq LIMIT 1)
-        FROM search s WHERE s.lo < s.hi
+                ORDER BY m.seq LIMIT 1),
+               s.steps + 1
+        FROM search s WHERE s.lo < s.hi AND s.steps < 128
     )
-    SELECT chat_id, mid_pos AS first_pos, lo AS first_seq FROM search
-    WHERE lo = hi AND mid_pos <= $3 ORDER BY mid_pos LIMIT $4";
+    SELECT chat_id, mid_pos AS first_pos, lo AS first_seq, lo < hi AS runaway FROM search
+    WHERE (lo = hi AND mid_pos <= $3) OR (lo < hi AND steps = 128) ORDER BY runaway DESC, mid_pos LIMIT $4";
 
 /// Rows of events per statement: seven parameters each, under SQLite's limit of 32,766 per
 /// statement.
@@ -364,11 +374,9 @@ impl SqliteStore {
     /// SQLite keeps one index of a chat's messages, by `seq` (each commit writes a leaf of every
     /// per-chat index for each chat in its batch, and a second one by position cost a third of
     /// the bytes a commit wrote: docs/BENCHMARKS.md, item 32). A chat's positions rise with its
-    /// `seq`, so its first message past `since` is found by a binary search over `seq` in
-    /// `[1, last_seq]`, a probe of that index per step (~20 for a chat of a million messages).
-    /// Each step's row carries the probe of its own midpoint, `mid_pos` (the position of the
-    /// first message at or past it), so that a step probes once; when `lo = hi` that is the
-    /// answer's position.
+    /// `seq`, so its first message past `since` is found by a binary search over `seq`, a probe of
+    /// that index per step ([`CHATS_AFTER`]): ~log2 of the chat's messages past `since` at most,
+    /// ~20 for a replay of a chat of a million messages.
     async fn chats_after(
         conn: &mut SqliteConnection,
         user_id: i64,
@@ -376,7 +384,16 @@ impl SqliteStore {
         up_to: i64,
         limit: i64,
     ) -> StoreResult<Vec<ChatAfter>> {
-        Ok(sqlx::query_as(CHATS_AFTER).bind(user_id).bind(since).bind(up_to).bind(limit).fetch_all(conn).await?)
+        let rows: Vec<(i64, i64, i64, bool)> =
+            sqlx::query_as(CHATS_AFTER).bind(user_id).bind(since).bind(up_to).bind(limit).fetch_all(conn).await?;
+        rows.into_iter()
+            .map(|(chat_id, first_pos, first_seq, runaway)| match runaway {
+                false => Ok(ChatAfter { chat_id, first_pos, first_seq }),
+                true => {
+                    Err(StoreError::Corrupt(format!("the search for chat {chat_id}'s first message did not settle")))
+                }
+            })
+            .collect()
     }
 
     /// The messages of each chat from its first past `since` up to position `up_to`, at most

@@ -387,19 +387,20 @@ async fn a_users_stream_merges_their_chats_and_events_in_pages_of_any_size(backe
 on_both_backends!(a_sync_from_any_cursor_starts_at_each_chats_next_message);
 
 /// Whatever the cursor, a sync starts each chat at its first message past it (SQLite finds it by
-/// a binary search over the chat's `seq`s, so every cursor between, at and around each message of
-/// chats of many sizes is tried): the page holds exactly the positions past the cursor.
+/// a binary search over the chat's last `seq`s, as many as positions past the cursor, so every
+/// cursor between, at and around each message of chats of 1 to 300 messages is tried): the page
+/// holds exactly the positions past the cursor.
 async fn a_sync_from_any_cursor_starts_at_each_chats_next_message(backend: Backend) {
     let app = spawn(backend).await;
-    let (store, ids) = store_with_accounts(&app, &["ada", "bo", "cy", "dee", "eve"]).await;
+    let (store, ids) = store_with_accounts(&app, &["ada", "bo", "cy", "dee", "eve", "fay"]).await;
     let ada = ids[0];
     let mut chats = Vec::new();
     for &friend in &ids[1..] {
         chats.push(store.create_chat(ada, friend, 1).await.unwrap().chat_id);
     }
     let start = store.clock().await.unwrap();
-    // Chats of 1, 7, 33 and 64 messages, interleaved unevenly (a fixed pseudo-random order).
-    let mut left = [1_usize, 7, 33, 64];
+    // Chats of 1, 7, 33, 64 and 300 messages, interleaved unevenly (a fixed pseudo-random order).
+    let mut left = [1_usize, 7, 33, 64, 300];
     let mut order = Vec::new();
     let mut seed = 7_usize;
     while left.iter().any(|&n| n > 0) {
@@ -444,7 +445,7 @@ async fn a_sync_from_any_cursor_starts_at_each_chats_next_message(backend: Backe
             }
         }
     }
-    assert_eq!(positions.len(), 1 + 7 + 33 + 64);
+    assert_eq!(positions.len(), 1 + 7 + 33 + 64 + 300);
     positions.sort_unstable();
     let clock = store.clock().await.unwrap();
 
