@@ -189,7 +189,9 @@ impl BatchThread {
                 let mut conn = conn;
                 // Ends when the store, and with it the sender, is dropped.
                 for job in queue {
-                    job(&mut conn);
+                    // A job that panics fails its own batch only (its answer is dropped, and a
+                    // transaction it left open rolls back as it unwinds); the thread goes on.
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut conn)));
                 }
             })
             .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
