@@ -302,14 +302,10 @@ impl PgStore {
 
     /// The members of the chats, each row with the membership epoch of the same snapshot.
     async fn batch_members(conn: &mut PgConnection, chat_ids: &[i64]) -> StoreResult<Vec<BatchMember>> {
-        Ok(sqlx::query_as(concat!(
-            "SELECT m.*, (SELECT value FROM membership_epoch WHERE id = 1) AS epoch FROM (",
-            batch_members_select!(),
-            " WHERE cm.chat_id = ANY($1)) m ORDER BY m.user_id"
-        ))
-        .bind(chat_ids)
-        .fetch_all(conn)
-        .await?)
+        Ok(sqlx::query_as(concat!(batch_members_select!(), " WHERE cm.chat_id = ANY($1) ORDER BY cm.user_id"))
+            .bind(chat_ids)
+            .fetch_all(conn)
+            .await?)
     }
 
     /// Stores a batch in one statement, its own transaction: each statement is a round trip to

@@ -11,7 +11,7 @@ macro_rules! impl_store {
         // A block of its own, so the glob import stays inside the expansion.
         const _: () = {
         use $crate::store::*;
-        use $crate::store::sql::{BatchMember, BatchWrite, ChatRow, EventRow, NewEvent, READ_CLOCK, TAKE_POSITIONS};
+        use $crate::store::sql::{BatchMember, BatchWrite, ChatRow, EventRow, NewEvent, REACH_OUT, READ_CLOCK, TAKE_POSITIONS};
 
         impl $store {
             /// Takes the next position of the clock for one event told to each of `user_ids`
@@ -44,13 +44,7 @@ macro_rules! impl_store {
                 chat_id: i64,
                 user_id: i64,
             ) -> StoreResult<bool> {
-                let updated = sqlx::query(
-                    "UPDATE chat_members SET reached_out = TRUE WHERE chat_id = $1 AND user_id = $2 AND NOT reached_out",
-                )
-                .bind(chat_id)
-                .bind(user_id)
-                .execute(executor)
-                .await?;
+                let updated = sqlx::query(REACH_OUT).bind(chat_id).bind(user_id).execute(executor).await?;
                 Ok(updated.rows_affected() == 1)
             }
 
@@ -1065,11 +1059,12 @@ pub(crate) struct BatchMember {
 }
 
 /// Chats' members kept between batches of messages, so that a batch of chats seen before skips
-/// the read of their members: a statement and a round trip (to Postgres, or to SQLite's
-/// connection thread) before every write (on Postgres at a light load, a third more messages per
-/// second without it; docs/BENCHMARKS.md, items 23 and 33). It holds for one membership epoch: `membership_epoch`, which triggers move on every
-/// change to chats' members, to blocks and to deleted accounts, and which the write compares in
-/// its own snapshot, storing nothing if it moved.
+/// the read of their members: a statement and a round trip (to Postgres, or to SQLite's batch
+/// thread) before every write (on Postgres at a light load, a third more messages per second
+/// without it; docs/BENCHMARKS.md, items 23 and 33). It holds for one membership epoch:
+/// `membership_epoch`, which triggers move on every change to chats' members, to blocks and to
+/// deleted accounts, and which the write compares in its own snapshot, storing nothing if it
+/// moved.
 #[derive(Default)]
 pub(crate) struct MembersMemory(std::sync::Mutex<RememberedMembers>);
 
@@ -1146,8 +1141,9 @@ impl MembersMemory {
 
 /// The clock's value: the newest position taken.
 pub(crate) const READ_CLOCK: &str = "SELECT value FROM clock WHERE id = 1";
-/// Takes the clock's next `$1` positions; returns the last of them. (Postgres's batch of messages
-/// takes its positions inside its one statement, `write_batch_ctes!`.)
+/// Takes the clock's next `$1` positions; returns the last of them. (A batch of messages takes
+/// its positions in a statement of its backend's: inside Postgres's one statement,
+/// `write_batch_ctes!`; on SQLite beside the membership epoch.)
 pub(crate) const TAKE_POSITIONS: &str = "UPDATE clock SET value = value + $1 WHERE id = 1 RETURNING value";
 
 /// An event row to store (a chat started, a read marker), its position already taken.
@@ -1358,17 +1354,23 @@ impl EventRow {
 }
 
 /// The members of the chats of a batch of messages (as [`BatchMember`]), each with whether they
-/// block the other member: a block holds back a message inside the transaction that would store
-/// it. Each backend adds the condition on `cm.chat_id`.
+/// block the other member (a block holds back a message inside the transaction that would store
+/// it) and the membership epoch of the same snapshot. Each backend adds the condition on
+/// `cm.chat_id`.
 macro_rules! batch_members_select {
     () => {
         "SELECT cm.chat_id, cm.user_id, cm.reached_out,
                 EXISTS (SELECT 1 FROM blocks b JOIN chat_members o ON o.user_id = b.blocked_id
                         WHERE b.blocker_id = cm.user_id AND o.chat_id = cm.chat_id
                           AND o.user_id <> cm.user_id) AS blocks_friend,
-                (u.deleted_at IS NOT NULL) AS gone
+                (u.deleted_at IS NOT NULL) AS gone,
+                (SELECT value FROM membership_epoch WHERE id = 1) AS epoch
          FROM chat_members cm JOIN users u ON u.id = cm.user_id"
     };
 }
+
+/// Turns a member's `reached_out` true (`$1` the chat, `$2` the member) if it was not yet.
+pub(crate) const REACH_OUT: &str =
+    "UPDATE chat_members SET reached_out = TRUE WHERE chat_id = $1 AND user_id = $2 AND NOT reached_out";
 
 pub(crate) use {batch_members_select, chat_query, impl_store};

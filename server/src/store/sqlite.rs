@@ -9,7 +9,7 @@ use sqlx::{
 use super::{
     sql::{
         batch_members_select, chat_query, impl_store, BatchMember, BatchWrite, ChatAfter, MembersMemory, NewEvent,
-        Written,
+        Written, REACH_OUT,
     },
     MessageRecord, NewMessage, StoreError, StoreResult, Unavailable,
 };
@@ -345,13 +345,9 @@ impl SqliteStore {
         batch
             .thread
             .run(move |conn| {
-                let mut sql = String::from(concat!(
-                    "SELECT m.*, (SELECT value FROM membership_epoch WHERE id = 1) AS epoch FROM (",
-                    batch_members_select!(),
-                    " WHERE cm.chat_id IN ("
-                ));
+                let mut sql = String::from(concat!(batch_members_select!(), " WHERE cm.chat_id IN ("));
                 push_list(&mut sql, chat_ids.len(), "?");
-                sql.push_str(")) m ORDER BY m.user_id");
+                sql.push_str(") ORDER BY cm.user_id");
                 Ok(with_statement(conn, &sql, chat_ids.len(), |statement| {
                     statement
                         .query_map(rusqlite::params_from_iter(&chat_ids), |row| {
@@ -466,12 +462,7 @@ impl SqliteStore {
                 // Rare: one statement per sender and chat.
                 let mut reached_out = Vec::new();
                 for &(chat_id, user_id) in &w.first_words {
-                    let turned = tx
-                        .prepare_cached(
-                            "UPDATE chat_members SET reached_out = TRUE
-                             WHERE chat_id = ?1 AND user_id = ?2 AND NOT reached_out",
-                        )?
-                        .execute([chat_id, user_id])?;
+                    let turned = tx.prepare_cached(REACH_OUT)?.execute([chat_id, user_id])?;
                     if turned == 1 {
                         reached_out.push((chat_id, user_id));
                     }
